@@ -1,0 +1,154 @@
+"""The composition root: builds the app, wires extensions, blueprints, sockets and commands, and runs it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask, render_template
+from flask_socketio import SocketIO
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import OperationalError
+
+import config
+import db
+from auth.login import login_manager
+from auth.views import bp as auth_bp
+from meetings import demo, services
+from meetings.cli import db_cli, demo_cli, meetings_cli
+from meetings.events import NAMESPACE, LiveNamespace
+from meetings.models import CATEGORY_LABELS
+from meetings.views import bp as meetings_bp
+
+socketio = SocketIO()
+csrf = CSRFProtect()
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+
+
+def create_app(config_name: str | None = None, overrides: dict | None = None) -> Flask:
+    """Build the app for a named configuration (APP_CONFIG by default), with optional overrides."""
+    app = Flask(__name__, instance_relative_config=True)
+    settings = config.load(config_name)
+    settings.update(overrides or {})
+    app.config.update(settings)
+
+    db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    # Participants may log in only once a registration of theirs is approved.
+    app.extensions["login_gate"] = services.login_refusal
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(meetings_bp)
+    register_sockets(app)
+    register_cli(app)
+    register_templates(app)
+    register_errors(app)
+    register_security_headers(app)
+    return app
+
+
+def register_sockets(app: Flask) -> None:
+    socketio.init_app(
+        app,
+        async_mode=app.config["SOCKETIO_ASYNC_MODE"],
+        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        cors_allowed_origins=app.config["SOCKETIO_CORS_ALLOWED_ORIGINS"],
+        # Each socket event gets its own request context; the database session closes with it.
+        manage_session=True,
+    )
+    socketio.on_namespace(LiveNamespace(NAMESPACE))
+
+
+def register_cli(app: Flask) -> None:
+    for group in (db_cli, demo_cli, meetings_cli):
+        app.cli.add_command(group)
+
+
+def register_templates(app: Flask) -> None:
+    app.jinja_env.globals.update(category_labels=CATEGORY_LABELS)
+
+    @app.template_filter("local")
+    def local_time(value, tz: str, fmt: str = "%-d %b %Y, %H:%M"):
+        from zoneinfo import ZoneInfo
+
+        return value.astimezone(ZoneInfo(tz)).strftime(fmt) if value else ""
+
+
+def register_errors(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        message = "The form expired or was sent from another page. Go back, reload the page and try again."
+        return render_template(
+            "errors/error.html", code=400, title="Form expired", message=message
+        ), 400
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError):
+        app.logger.error("database unavailable: %s", exc.__class__.__name__)
+        db.get_db().rollback()
+        message = "The database is busy or unreachable. Nothing was saved; please try again in a moment."
+        return render_template(
+            "errors/error.html", code=503, title="Please try again", message=message
+        ), 503
+
+    messages = {
+        400: ("Bad request", "The request could not be understood."),
+        403: ("Not allowed", "Your account does not have access to this page."),
+        404: ("Not found", "There is no such page."),
+        413: ("Too large", "What you sent is larger than the server accepts."),
+        500: (
+            "Server error",
+            "Something went wrong on our side. Nothing was half-saved; please try again.",
+        ),
+    }
+    for code, (title, message) in messages.items():
+        app.register_error_handler(
+            code,
+            lambda exc, code=code, title=title, message=message: (
+                render_template(
+                    "errors/error.html", code=code, title=title, message=message
+                ),
+                code,
+            ),
+        )
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+
+def main() -> None:
+    """Run the embedded default: migrate the schema, load the COP-4 demo, print the accounts, serve."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app()
+    db.upgrade(app.config["DATABASE_URL"])
+    with app.app_context():
+        session = db.get_db()
+        if demo.seed(session, db.utcnow(), app.config["PASSWORD_HASH_METHOD"]):
+            session.commit()
+        print(demo.describe_accounts(session, app.config["TOTP_ISSUER"]), flush=True)
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "5000"))
+    print(
+        f"\nOpen http://{host}:{port}/ (database: {app.config['DATABASE_URL']})",
+        flush=True,
+    )
+    # The embedded default is one local process on Werkzeug; production runs gunicorn.
+    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
+
+
+if __name__ == "__main__":
+    main()

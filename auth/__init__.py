@@ -1,0 +1,1 @@
+"""Identity: accounts, passwords, authenticators (TOTP), badge tokens, roles and the login views."""

@@ -1,0 +1,177 @@
+"""Account use cases: create accounts, check passwords, enrol and verify authenticators.
+
+Services flush but never commit; a refusal is an AuthError with a stable code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from auth import totp
+from auth.models import AuditEntry, Authenticator, Gender, Role, User
+from auth.passwords import hash_password, verify_password
+
+
+class AuthError(Exception):
+    """A refused authentication step, with a stable code and a message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# Checked when no account matches, so that a wrong email costs as long as a wrong password.
+_DUMMY_HASH = hash_password("not a real password", method="scrypt")
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def find_user(db: Session, email: str) -> User | None:
+    return db.scalar(sa.select(User).where(User.email == normalize_email(email)))
+
+
+def create_user(
+    db: Session,
+    *,
+    email: str,
+    password: str,
+    given_name: str,
+    family_name: str,
+    gender: Gender,
+    title: str | None = None,
+    role: Role = Role.PARTICIPANT,
+    hash_method: str = "scrypt",
+) -> User:
+    """A new account; refused if the email already has one."""
+    if find_user(db, email) is not None:
+        raise AuthError(
+            "email_taken",
+            "An account with this email address already exists. Log in, or use another address.",
+        )
+    user = User(
+        email=normalize_email(email),
+        password_hash=hash_password(password, hash_method),
+        given_name=given_name.strip(),
+        family_name=family_name.strip(),
+        title=(title or "").strip() or None,
+        gender=gender,
+        role=role,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def check_password(db: Session, email: str, password: str) -> User:
+    """The enabled account with this email and password; the same refusal whatever was wrong."""
+    user = find_user(db, email)
+    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not ok or not user.is_enabled:
+        raise AuthError(
+            "bad_credentials", "That email and password do not match an account."
+        )
+    return user
+
+
+def start_enrolment(db: Session, user: User) -> Authenticator:
+    """The authenticator being enrolled: a new secret, or the one already shown if not yet confirmed."""
+    authenticator = user.authenticator
+    if authenticator is not None and authenticator.confirmed_at is not None:
+        raise AuthError(
+            "already_enrolled", "An authenticator is already enrolled for this account."
+        )
+    if authenticator is None:
+        authenticator = Authenticator(user=user, secret=totp.new_secret())
+        db.add(authenticator)
+        db.flush()
+    return authenticator
+
+
+def _claim_step(
+    db: Session, authenticator: Authenticator, step: int, values: dict
+) -> bool:
+    """Record step as used if it is newer than the last used one, atomically (a compare-and-set)."""
+    result = db.execute(
+        sa.update(Authenticator)
+        .where(
+            Authenticator.id == authenticator.id,
+            sa.or_(
+                Authenticator.last_used_step.is_(None),
+                Authenticator.last_used_step < step,
+            ),
+        )
+        .values(last_used_step=step, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:
+        db.refresh(authenticator)
+        return True
+    return False
+
+
+def _check_code(
+    authenticator: Authenticator, code: str, now: dt.datetime, window: int
+) -> int:
+    code = code.strip().replace(" ", "")
+    if not totp.is_well_formed(code):
+        raise AuthError(
+            "malformed_code", "Enter the 6-digit code shown by your authenticator app."
+        )
+    step = totp.matching_step(authenticator.secret, code, now, window)
+    if step is None:
+        raise AuthError(
+            "bad_code",
+            "That code is not right. Check the clock of your phone and try the current code.",
+        )
+    return step
+
+
+def confirm_enrolment(
+    db: Session, user: User, code: str, now: dt.datetime, window: int = 1
+) -> None:
+    """Confirm the authenticator being enrolled with a current code; that code is then used up."""
+    authenticator = user.authenticator
+    if authenticator is None or authenticator.confirmed_at is not None:
+        raise AuthError(
+            "not_enrolling", "There is no authenticator waiting for confirmation."
+        )
+    step = _check_code(authenticator, code, now, window)
+    if not _claim_step(db, authenticator, step, {"confirmed_at": now}):
+        raise AuthError(
+            "replayed_code",
+            "That code was already used. Wait for the next code and enter it.",
+        )
+    db.add(
+        AuditEntry(
+            at=now,
+            actor_id=user.id,
+            action="authenticator.enrolled",
+            target_type="user",
+            target_id=str(user.id),
+        )
+    )
+    db.flush()
+
+
+def verify_code(
+    db: Session, user: User, code: str, now: dt.datetime, window: int = 1
+) -> int:
+    """Accept a code from the user's enrolled authenticator once; return its time step."""
+    authenticator = user.authenticator
+    if authenticator is None or authenticator.confirmed_at is None:
+        raise AuthError(
+            "not_enrolled", "No authenticator is enrolled for this account yet."
+        )
+    step = _check_code(authenticator, code, now, window)
+    if not _claim_step(db, authenticator, step, {}):
+        raise AuthError(
+            "replayed_code",
+            "That code was already used. Wait for the next code and enter it.",
+        )
+    return step

@@ -1,0 +1,142 @@
+"""Login in two steps (password, then a code from the authenticator), enrolment and logout."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
+
+from auth import services, totp
+from auth.forms import CodeForm, LoginForm
+from auth.login import PENDING_KEY, begin_pending_login, pending_login
+from auth.qr import qr_svg
+from db import get_db, now
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+
+
+def safe_next(target: str | None) -> str | None:
+    """A local path to go back to after login; anything pointing at another host is dropped."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.netloc and not parts.scheme else None
+
+
+def _finish_login(user) -> str:
+    next_url = (session.get(PENDING_KEY) or {}).get("next")
+    session.clear()
+    login_user(user)
+    return next_url or url_for("meetings.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("meetings.index"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        db = get_db()
+        try:
+            user = services.check_password(db, form.email.data, form.password.data)
+        except services.AuthError as exc:
+            form.password.errors.append(exc.message)
+            return render_template("auth/login.html", form=form), 401
+        refusal = current_app.extensions["login_gate"](db, user)
+        if refusal:
+            flash(refusal, "warning")
+            return render_template("auth/login.html", form=form), 403
+        stage = "code" if user.has_authenticator else "enrol"
+        begin_pending_login(user, stage, now(), safe_next(request.args.get("next")))
+        return redirect(url_for("auth.code" if stage == "code" else "auth.enrol"))
+    return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+def _expired():
+    flash(
+        "Your login took too long or was interrupted. Please enter your email and password again.",
+        "warning",
+    )
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def code():
+    user = pending_login("code", now())
+    if user is None:
+        return _expired()
+    form = CodeForm()
+    if form.validate_on_submit():
+        db = get_db()
+        try:
+            services.verify_code(
+                db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"]
+            )
+        except services.AuthError as exc:
+            form.code.errors.append(exc.message)
+            return render_template("auth/code.html", form=form, user=user), 401
+        db.commit()
+        return redirect(_finish_login(user))
+    return render_template(
+        "auth/code.html", form=form, user=user
+    ), 400 if form.errors else 200
+
+
+@bp.route("/enrol", methods=["GET", "POST"])
+def enrol():
+    user = pending_login("enrol", now())
+    if user is None:
+        return _expired()
+    db = get_db()
+    try:
+        authenticator = services.start_enrolment(db, user)
+    except services.AuthError:
+        return redirect(url_for("auth.login"))
+    db.commit()
+    form = CodeForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            services.confirm_enrolment(
+                db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"]
+            )
+        except services.AuthError as exc:
+            form.code.errors.append(exc.message)
+            status = 401
+        else:
+            db.commit()
+            flash(
+                "Your authenticator app is enrolled. From now on, log in with your password and a code.",
+                "success",
+            )
+            return redirect(_finish_login(user))
+    elif form.errors:
+        status = 400
+    uri = totp.provisioning_uri(
+        authenticator.secret, user.email, current_app.config["TOTP_ISSUER"]
+    )
+    key = " ".join(
+        authenticator.secret[i : i + 4] for i in range(0, len(authenticator.secret), 4)
+    )
+    return render_template(
+        "auth/enrol.html", form=form, user=user, qr=qr_svg(uri), key=key, uri=uri
+    ), status
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,120 @@
+"""Configuration: defaults, testing and production settings, overridable from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+
+DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
+
+
+class Config:
+    """Defaults for the embedded setup: SQLite in the instance folder, one process."""
+
+    DEBUG = False
+    TESTING = False
+    SECRET_KEY = DEFAULT_SECRET_KEY
+    # None means SQLite in the instance folder (resolved by the app factory).
+    DATABASE_URL: str | None = None
+    DATABASE_ECHO = False
+    # SQLite waits this long for a lock before giving up (milliseconds).
+    SQLITE_BUSY_TIMEOUT_MS = 5000
+
+    # Socket.IO: threading suits the embedded SQLite default; production sets gevent.
+    SOCKETIO_ASYNC_MODE = "threading"
+    SOCKETIO_MESSAGE_QUEUE: str | None = None
+    # None keeps sockets same-origin only.
+    SOCKETIO_CORS_ALLOWED_ORIGINS: str | list[str] | None = None
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    PERMANENT_SESSION_LIFETIME = 12 * 3600
+
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = 3600
+    MAX_CONTENT_LENGTH = 1024 * 1024
+
+    # werkzeug.security method string; scrypt costs about 100 ms per hash by default.
+    PASSWORD_HASH_METHOD = "scrypt"
+    TOTP_ISSUER = "COP Registration"
+    # Steps accepted either side of the current one, for clock drift (30 s each).
+    TOTP_VALID_WINDOW = 1
+    # A password accepted at login must be followed by a code within this many seconds.
+    LOGIN_CODE_TIMEOUT = 300
+
+    @classmethod
+    def validate(cls, settings: dict) -> None:
+        """Refuse settings that cannot work; the base configuration accepts anything."""
+
+
+class TestingConfig(Config):
+    TESTING = True
+    # A cheaper hash keeps the suite fast; the algorithm is the same.
+    PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = True
+    SOCKETIO_ASYNC_MODE = "gevent"
+
+    @classmethod
+    def validate(cls, settings: dict) -> None:
+        if (
+            not settings.get("SECRET_KEY")
+            or settings["SECRET_KEY"] == DEFAULT_SECRET_KEY
+        ):
+            raise RuntimeError(
+                "Production refuses to start without SECRET_KEY set in the environment."
+            )
+        if settings.get("DEBUG"):
+            raise RuntimeError("Production refuses to start with DEBUG on.")
+        if not settings.get("DATABASE_URL"):
+            raise RuntimeError(
+                "Production needs DATABASE_URL (for example postgresql+psycopg://...)."
+            )
+
+
+CONFIGS = {
+    "development": Config,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def _parse(value: str, default: object) -> object:
+    """Read an environment string as the type of the default it replaces."""
+    if isinstance(default, bool):
+        if value.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if value.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"expected a boolean, got {value!r}")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, list) or value.startswith("["):
+        return json.loads(value)
+    return value
+
+
+def load(name: str | None = None, environ: dict[str, str] | None = None) -> dict:
+    """Settings of the named configuration, each overridden by an environment variable of its name."""
+    environ = os.environ if environ is None else environ
+    name = name or environ.get("APP_CONFIG", "development")
+    try:
+        cls = CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(
+            f"Unknown APP_CONFIG {name!r}; choose one of {', '.join(CONFIGS)}."
+        ) from None
+    settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+    for key, default in settings.items():
+        if key in environ:
+            try:
+                settings[key] = _parse(environ[key], default)
+            except ValueError as exc:
+                raise RuntimeError(f"Environment variable {key}: {exc}") from None
+    settings["CONFIG_NAME"] = name
+    cls.validate(settings)
+    return settings

@@ -1,0 +1,1 @@
+"""Meetings, segments, sessions, Parties, registrations, attendance, quorum and exports."""

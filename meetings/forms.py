@@ -1,0 +1,125 @@
+"""Registration and secretariat forms: shape only; the services decide."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    EqualTo,
+    Length,
+    Optional,
+    ValidationError,
+)
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from auth.models import GENDER_LABELS
+from auth.passwords import MAX_LENGTH, MIN_LENGTH
+from meetings.models import CATEGORY_LABELS, FUNCTION_LABELS, Category
+
+TITLES = ["", "Mr.", "Ms.", "Mrs.", "Dr.", "Prof.", "H.E."]
+MARKUP = set("<>")
+
+
+def plain_text(form, field) -> None:
+    """Names are shown on badges and exports: no markup, no control characters."""
+    value = field.data or ""
+    if any(ch in MARKUP for ch in value) or any(
+        ord(ch) < 32 and ch not in "\t\r\n" for ch in value
+    ):
+        raise ValidationError(
+            "Use letters, spaces and punctuation only (no < or > and no control characters)."
+        )
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class RegistrationForm(FlaskForm):
+    title = SelectField(
+        "Title", choices=[(t, t or "—") for t in TITLES], validators=[Optional()]
+    )
+    given_name = StringField(
+        "Given name", validators=[DataRequired(), Length(max=100), plain_text]
+    )
+    family_name = StringField(
+        "Family name", validators=[DataRequired(), Length(max=100), plain_text]
+    )
+    email = EmailField(
+        "Email",
+        validators=[DataRequired(), Length(max=254), Email(check_deliverability=False)],
+    )
+    password = PasswordField(
+        "Password",
+        description=f"At least {MIN_LENGTH} characters; a long passphrase of 15 or more is best.",
+        validators=[
+            DataRequired(),
+            Length(
+                min=MIN_LENGTH,
+                max=MAX_LENGTH,
+                message=f"Use {MIN_LENGTH} to {MAX_LENGTH} characters.",
+            ),
+        ],
+    )
+    confirm = PasswordField(
+        "Repeat the password",
+        validators=[
+            DataRequired(),
+            EqualTo("password", message="The passwords differ."),
+        ],
+    )
+    gender = SelectField(
+        "Gender", choices=[(g.value, label) for g, label in GENDER_LABELS.items()]
+    )
+    category = SelectField(
+        "Category", choices=[(c.value, label) for c, label in CATEGORY_LABELS.items()]
+    )
+    party = SelectField(
+        "Party represented", validators=[Optional()], validate_choice=False
+    )
+    organization = StringField(
+        "State or organization represented",
+        description="For observers: the non-Party State, organization or media outlet.",
+        validators=[Optional(), Length(max=200), plain_text],
+    )
+    function = SelectField(
+        "Function in the delegation",
+        choices=[(f.value, label) for f, label in FUNCTION_LABELS.items()],
+    )
+    segments = MultiCheckboxField(
+        "Segments attended",
+        coerce=int,
+        validators=[DataRequired("Choose at least one segment.")],
+    )
+
+    def validate_party(self, field) -> None:
+        if self.category.data == Category.PARTY.value and not field.data:
+            raise ValidationError("Choose the Party you represent.")
+
+    def validate_organization(self, field) -> None:
+        if (
+            self.category.data != Category.PARTY.value
+            and not (field.data or "").strip()
+        ):
+            raise ValidationError("Name the State or organization you represent.")
+
+
+class RejectForm(FlaskForm):
+    reason = TextAreaField(
+        "Reason (the delegate will read it)",
+        validators=[DataRequired(), Length(max=500), plain_text],
+    )
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: only the CSRF token travels with it."""

@@ -1,0 +1,669 @@
+"""Meeting use cases: registration, decisions, session states, check-in and check-out, quorum.
+
+Services take the database session and `now`, flush but never commit, and refuse with a
+MeetingError (or CheckInError) that carries a stable code and a message for people.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from auth.models import AuditEntry, User
+from meetings import presence
+from meetings.models import (
+    AttendanceEvent,
+    Badge,
+    Category,
+    Channel,
+    Credentials,
+    CredentialsStatus,
+    EventKind,
+    Meeting,
+    MeetingSession,
+    Party,
+    Registration,
+    RegistrationStatus,
+    Segment,
+    SessionState,
+    Source,
+)
+from meetings.quorum import Quorum, in_force_on, quorum
+
+
+class MeetingError(Exception):
+    """A refused meeting action, with a stable code and a message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class CheckInError(MeetingError):
+    """A refused check-in or check-out."""
+
+
+NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def audit(
+    db: Session,
+    actor: User | None,
+    action: str,
+    target: object,
+    now: dt.datetime,
+    **detail,
+) -> None:
+    """Append an entry to the audit log."""
+    db.add(
+        AuditEntry(
+            at=now,
+            actor_id=actor.id if actor else None,
+            action=action,
+            target_type=type(target).__tablename__,
+            target_id=str(target.id),
+            detail=detail,
+        )
+    )
+
+
+# Registration ------------------------------------------------------------------------------
+
+
+def find_party(db: Session, meeting: Meeting, code: str) -> Party | None:
+    return db.scalar(
+        sa.select(Party).where(
+            Party.convention == meeting.convention, Party.code == code.upper()
+        )
+    )
+
+
+def register(
+    db: Session,
+    *,
+    meeting: Meeting,
+    user: User,
+    category: Category,
+    function: str,
+    segment_ids: list[int],
+    party_code: str | None = None,
+    organization: str | None = None,
+    now: dt.datetime,
+) -> Registration:
+    """A pending registration of user for meeting."""
+    existing = db.scalar(
+        sa.select(Registration).where(
+            Registration.meeting_id == meeting.id, Registration.user_id == user.id
+        )
+    )
+    if existing is not None:
+        raise MeetingError(
+            "already_registered", f"You are already registered for {meeting.code}."
+        )
+    party = None
+    if category == Category.PARTY:
+        party = find_party(db, meeting, party_code or "")
+        if party is None:
+            raise MeetingError(
+                "unknown_party", "Choose the Party you represent from the list."
+            )
+        organization = None
+    elif not (organization or "").strip():
+        raise MeetingError(
+            "organization_required", "Name the State or organization you represent."
+        )
+    segments = [
+        segment for segment in meeting.segments if segment.id in set(segment_ids)
+    ]
+    if not segments or len(segments) != len(set(segment_ids)):
+        raise MeetingError(
+            "segments_required", "Choose the segments of the meeting you will attend."
+        )
+    registration = Registration(
+        meeting=meeting,
+        user=user,
+        category=category,
+        party=party,
+        organization=(organization or "").strip() or None,
+        function=function,
+        segments=segments,
+        status=RegistrationStatus.PENDING,
+        submitted_at=now,
+    )
+    db.add(registration)
+    db.flush()
+    return registration
+
+
+def pending_first(
+    db: Session, meeting: Meeting, status: RegistrationStatus | None = None
+) -> list[Registration]:
+    """Registrations of a meeting, oldest pending first."""
+    query = (
+        sa.select(Registration)
+        .where(Registration.meeting_id == meeting.id)
+        .options(
+            selectinload(Registration.user),
+            selectinload(Registration.party),
+            selectinload(Registration.segments),
+        )
+        .order_by(Registration.submitted_at, Registration.id)
+    )
+    if status is not None:
+        query = query.where(Registration.status == status)
+    return list(db.scalars(query))
+
+
+def _decide(registration: Registration) -> None:
+    if registration.status != RegistrationStatus.PENDING:
+        raise MeetingError(
+            "already_decided",
+            f"This registration is already {registration.status.value}; only pending ones can be decided.",
+        )
+
+
+def approve(
+    db: Session, registration: Registration, actor: User, now: dt.datetime
+) -> Badge:
+    """Approve a pending registration and issue its first badge."""
+    _decide(registration)
+    registration.status = RegistrationStatus.APPROVED
+    registration.decided_at = now
+    registration.decided_by = actor
+    badge = Badge(
+        registration=registration,
+        number=_badge_number(db, registration.meeting),
+        version=1,
+        issued_at=now,
+    )
+    db.add(badge)
+    if registration.party is not None:
+        _ensure_credentials(db, registration.meeting, registration.party, now)
+    db.flush()
+    audit(db, actor, "registration.approved", registration, now, badge=badge.number)
+    db.flush()
+    return badge
+
+
+def reject(
+    db: Session, registration: Registration, actor: User, reason: str, now: dt.datetime
+) -> None:
+    """Reject a pending registration, with the reason the delegate will read."""
+    _decide(registration)
+    reason = reason.strip()
+    if not reason:
+        raise MeetingError(
+            "reason_required",
+            "Give the reason for the rejection; the delegate will read it.",
+        )
+    registration.status = RegistrationStatus.REJECTED
+    registration.decided_at = now
+    registration.decided_by = actor
+    registration.decision_reason = reason
+    audit(db, actor, "registration.rejected", registration, now, reason=reason)
+    db.flush()
+
+
+def _badge_number(db: Session, meeting: Meeting) -> str:
+    prefix = re.sub(r"[^A-Z0-9]", "", meeting.code.upper())
+    count = db.scalar(
+        sa.select(sa.func.count(Badge.id))
+        .join(Registration)
+        .where(Registration.meeting_id == meeting.id)
+    )
+    return f"{prefix}-{count + 1:05d}"
+
+
+def _ensure_credentials(
+    db: Session, meeting: Meeting, party: Party, now: dt.datetime
+) -> None:
+    exists = db.scalar(
+        sa.select(Credentials.id).where(
+            Credentials.meeting_id == meeting.id, Credentials.party_id == party.id
+        )
+    )
+    if exists is None:
+        db.add(
+            Credentials(
+                meeting_id=meeting.id,
+                party_id=party.id,
+                status=CredentialsStatus.NONE,
+                updated_at=now,
+            )
+        )
+
+
+def approved_registration(
+    db: Session, meeting_id: int, user_id: int
+) -> Registration | None:
+    return db.scalar(
+        sa.select(Registration).where(
+            Registration.meeting_id == meeting_id,
+            Registration.user_id == user_id,
+            Registration.status == RegistrationStatus.APPROVED,
+        )
+    )
+
+
+# Session states ----------------------------------------------------------------------------
+
+TRANSITIONS = {
+    "open": ({SessionState.SCHEDULED, SessionState.SUSPENDED}, SessionState.OPEN),
+    "suspend": ({SessionState.OPEN}, SessionState.SUSPENDED),
+    "close": ({SessionState.OPEN, SessionState.SUSPENDED}, SessionState.CLOSED),
+}
+
+
+def change_state(
+    db: Session,
+    meeting_session: MeetingSession,
+    action: str,
+    actor: User,
+    now: dt.datetime,
+) -> None:
+    """Open, suspend or close a session; closing ends every presence at the closing time."""
+    try:
+        allowed_from, target = TRANSITIONS[action]
+    except KeyError:
+        raise MeetingError(
+            "unknown_action", "That is not something a session can do."
+        ) from None
+    if meeting_session.state not in allowed_from:
+        raise MeetingError(
+            "bad_transition",
+            f"A {meeting_session.state.value} session cannot be {target.value.replace('_', ' ')}.",
+        )
+    meeting_session.state = target
+    if target == SessionState.OPEN and meeting_session.opened_at is None:
+        meeting_session.opened_at = now
+    if target == SessionState.CLOSED:
+        meeting_session.closed_at = now
+        for interval in open_intervals(db, meeting_session):
+            _append(
+                db,
+                meeting_session,
+                interval.participant,
+                EventKind.EXIT,
+                interval.channel,
+                Source.SYSTEM,
+                now,
+            )
+    audit(db, actor, f"session.{action}", meeting_session, now)
+    db.flush()
+
+
+# Attendance --------------------------------------------------------------------------------
+
+
+def _events(db: Session, session_id: int) -> list[presence.Event]:
+    rows = db.execute(
+        sa.select(
+            AttendanceEvent.user_id,
+            AttendanceEvent.kind,
+            AttendanceEvent.channel,
+            AttendanceEvent.at,
+        )
+        .where(AttendanceEvent.session_id == session_id)
+        .order_by(AttendanceEvent.at, AttendanceEvent.id)
+    )
+    return [
+        presence.Event(user_id, kind.value, channel.value, at)
+        for user_id, kind, channel, at in rows
+    ]
+
+
+def open_intervals(
+    db: Session, meeting_session: MeetingSession
+) -> list[presence.Interval]:
+    return [
+        i for i in presence.intervals(_events(db, meeting_session.id)) if i.end is None
+    ]
+
+
+def present_users(
+    db: Session, meeting_session: MeetingSession
+) -> dict[int, frozenset[str]]:
+    """Participants present in the session, each with the channels they are present through."""
+    return presence.present(_events(db, meeting_session.id))
+
+
+def _append(
+    db: Session,
+    meeting_session: MeetingSession,
+    user_id: int,
+    kind: EventKind,
+    channel: str,
+    source: Source,
+    now: dt.datetime,
+    *,
+    nonce: str | None = None,
+    recorded_by: User | None = None,
+    reason: str | None = None,
+) -> AttendanceEvent:
+    registration = approved_registration(
+        db, meeting_session.segment.meeting_id, user_id
+    )
+    if registration is None:
+        registration = db.scalar(
+            sa.select(Registration).where(
+                Registration.meeting_id == meeting_session.segment.meeting_id,
+                Registration.user_id == user_id,
+            )
+        )
+    event = AttendanceEvent(
+        session_id=meeting_session.id,
+        user_id=user_id,
+        registration_id=registration.id,
+        party_id=registration.party_id
+        if registration.category == Category.PARTY
+        else None,
+        kind=kind,
+        channel=Channel(channel),
+        source=source,
+        at=now,
+        nonce=nonce or f"system-{kind.value}-{user_id}-{channel}-{now.timestamp():.6f}",
+        recorded_by_id=recorded_by.id if recorded_by else None,
+        reason=reason,
+    )
+    db.add(event)
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInResult:
+    """What a check-in or check-out did: the event recorded (or found by its nonce), and whether this call recorded it."""
+
+    event_id: int | None
+    kind: str
+    at: dt.datetime
+    recorded: bool
+
+
+def _by_nonce(
+    db: Session, meeting_session: MeetingSession, nonce: str
+) -> AttendanceEvent | None:
+    return db.scalar(
+        sa.select(AttendanceEvent).where(
+            AttendanceEvent.session_id == meeting_session.id,
+            AttendanceEvent.nonce == nonce,
+        )
+    )
+
+
+def record_attendance(
+    db: Session,
+    meeting_session: MeetingSession,
+    user: User,
+    *,
+    kind: EventKind,
+    channel: Channel,
+    source: Source,
+    nonce: str,
+    now: dt.datetime,
+    recorded_by: User | None = None,
+    reason: str | None = None,
+) -> CheckInResult:
+    """Check a participant in or out of a session; the same nonce twice records one event."""
+    if not isinstance(nonce, str) or not NONCE_RE.match(nonce):
+        raise CheckInError(
+            "bad_nonce",
+            "The check-in was malformed (its identifier is missing or invalid).",
+        )
+    earlier = _by_nonce(db, meeting_session, nonce)
+    if earlier is not None:
+        if earlier.user_id != user.id or earlier.kind != kind:
+            raise CheckInError(
+                "nonce_reused",
+                "This check-in identifier was already used for something else.",
+            )
+        return CheckInResult(earlier.id, earlier.kind.value, earlier.at, recorded=False)
+
+    inside = present_users(db, meeting_session).get(user.id, frozenset())
+    if kind == EventKind.ENTRY:
+        _check_entry_allowed(db, meeting_session, user, channel)
+        if channel.value in inside:
+            return CheckInResult(None, kind.value, now, recorded=False)
+    elif channel.value not in inside:
+        return CheckInResult(None, kind.value, now, recorded=False)
+
+    try:
+        with db.begin_nested():
+            event = _append(
+                db,
+                meeting_session,
+                user.id,
+                kind,
+                channel,
+                source,
+                now,
+                nonce=nonce,
+                recorded_by=recorded_by,
+                reason=reason,
+            )
+    except IntegrityError:
+        # A concurrent request with the same nonce committed first: that one counts.
+        earlier = _by_nonce(db, meeting_session, nonce)
+        if earlier is None:
+            raise
+        return CheckInResult(earlier.id, earlier.kind.value, earlier.at, recorded=False)
+    return CheckInResult(event.id, kind.value, now, recorded=True)
+
+
+def _check_entry_allowed(
+    db: Session, meeting_session: MeetingSession, user: User, channel: Channel
+) -> None:
+    if meeting_session.state != SessionState.OPEN:
+        messages = {
+            SessionState.SCHEDULED: "This session has not been opened yet.",
+            SessionState.SUSPENDED: "This session is suspended; check in again when it resumes.",
+            SessionState.CLOSED: "This session is closed.",
+        }
+        raise CheckInError("session_closed", messages[meeting_session.state])
+    segment = meeting_session.segment
+    registration = db.scalar(
+        sa.select(Registration).where(
+            Registration.meeting_id == segment.meeting_id,
+            Registration.user_id == user.id,
+        )
+    )
+    if registration is None:
+        raise CheckInError("not_registered", "You are not registered for this meeting.")
+    if registration.status != RegistrationStatus.APPROVED:
+        raise CheckInError(
+            "not_approved",
+            f"Your registration is {registration.status.value}, not approved.",
+        )
+    if segment not in registration.segments:
+        raise CheckInError(
+            "not_registered_for_segment",
+            f"Your registration does not include the {segment.name}.",
+        )
+    if channel == Channel.ONLINE and not segment.online_check_in:
+        raise CheckInError(
+            "wrong_channel",
+            "This session meets in person: check in at the gate with your badge.",
+        )
+    if channel == Channel.IN_PERSON and not segment.gate_check_in:
+        raise CheckInError(
+            "wrong_channel",
+            "This session meets online: check in from the session page.",
+        )
+
+
+# Quorum ------------------------------------------------------------------------------------
+
+
+def session_quorum(db: Session, meeting_session: MeetingSession) -> Quorum:
+    """The quorum of the session now, derived from the attendance log."""
+    meeting = meeting_session.segment.meeting
+    parties = db.execute(
+        sa.select(Party.code, Party.entry_into_force_on).where(
+            Party.convention == meeting.convention
+        )
+    )
+    in_force = in_force_on(parties, meeting_session.local_date)
+    present_ids = set(present_users(db, meeting_session))
+    present_codes: set[str] = set()
+    if present_ids:
+        present_codes = set(
+            db.scalars(
+                sa.select(Party.code)
+                .join(Registration, Registration.party_id == Party.id)
+                .where(
+                    Registration.meeting_id == meeting.id,
+                    Registration.user_id.in_(present_ids),
+                    Registration.status == RegistrationStatus.APPROVED,
+                    Registration.category == Category.PARTY,
+                )
+            )
+        )
+    return quorum(
+        in_force, present_codes, meeting.open_fraction, meeting.decide_fraction
+    )
+
+
+def dashboard_state(db: Session, meeting_session: MeetingSession) -> dict:
+    """What the officers' dashboard shows, as plain JSON-ready values."""
+    q = session_quorum(db, meeting_session)
+    meeting = meeting_session.segment.meeting
+    parties = (
+        {
+            party.code: party
+            for party in db.scalars(
+                sa.select(Party).where(
+                    Party.convention == meeting.convention,
+                    Party.code.in_(q.present_codes),
+                )
+            )
+        }
+        if q.present_codes
+        else {}
+    )
+    accepted = 0
+    if q.present_codes:
+        accepted = db.scalar(
+            sa.select(sa.func.count(Credentials.id))
+            .join(Party)
+            .where(
+                Credentials.meeting_id == meeting.id,
+                Credentials.status == CredentialsStatus.ACCEPTED,
+                Party.code.in_(q.present_codes),
+            )
+        )
+    return {
+        "session_id": meeting_session.id,
+        "state": meeting_session.state.value,
+        "parties_in_force": q.in_force,
+        "parties_present": q.present,
+        "needed_to_open": q.needed_to_open,
+        "needed_to_decide": q.needed_to_decide,
+        "can_open": q.can_open,
+        "can_decide": q.can_decide,
+        "credentials_accepted": accepted,
+        "participants_present": len(present_users(db, meeting_session)),
+        "present_parties": [
+            {
+                "code": code,
+                "name": parties[code].name,
+                "regional_group": parties[code].regional_group.value
+                if parties[code].regional_group
+                else None,
+            }
+            for code in sorted(q.present_codes, key=lambda c: parties[c].name)
+        ],
+    }
+
+
+# Exports -----------------------------------------------------------------------------------
+
+
+def attendance_rows(db: Session, meeting_session: MeetingSession) -> Iterator[dict]:
+    """One row per attendance interval: who, whom they represent, channel, in and out."""
+    intervals = presence.intervals(_events(db, meeting_session.id))
+    user_ids = {interval.participant for interval in intervals}
+    registrations = (
+        {
+            registration.user_id: registration
+            for registration in db.scalars(
+                sa.select(Registration)
+                .where(
+                    Registration.meeting_id == meeting_session.segment.meeting_id,
+                    Registration.user_id.in_(user_ids),
+                )
+                .options(
+                    selectinload(Registration.user), selectinload(Registration.party)
+                )
+            )
+        }
+        if user_ids
+        else {}
+    )
+    tz = meeting_session.tz
+    for interval in intervals:
+        registration = registrations[interval.participant]
+        party = registration.party
+        yield {
+            "participant": registration.user.full_name,
+            "email": registration.user.email,
+            "category": registration.category.value,
+            "party": party.code if party else "",
+            "represents": registration.represents,
+            "regional_group": party.regional_group.value
+            if party and party.regional_group
+            else "",
+            "channel": interval.channel,
+            "in_utc": interval.start.isoformat(timespec="seconds"),
+            "out_utc": interval.end.isoformat(timespec="seconds")
+            if interval.end
+            else "",
+            "in_local": interval.start.astimezone(tz).isoformat(timespec="seconds"),
+            "out_local": interval.end.astimezone(tz).isoformat(timespec="seconds")
+            if interval.end
+            else "",
+        }
+
+
+def sessions_of(db: Session, meeting: Meeting) -> list[MeetingSession]:
+    return list(
+        db.scalars(
+            sa.select(MeetingSession)
+            .join(Segment)
+            .where(Segment.meeting_id == meeting.id)
+            .order_by(MeetingSession.scheduled_start_at)
+        )
+    )
+
+
+def login_refusal(db: Session, user: User) -> str | None:
+    """Why a participant may not log in yet (no approved registration), or None if they may."""
+    if user.is_officer:
+        return None
+    registrations = list(
+        db.scalars(
+            sa.select(Registration)
+            .where(Registration.user_id == user.id)
+            .options(selectinload(Registration.meeting))
+        )
+    )
+    if any(r.status == RegistrationStatus.APPROVED for r in registrations):
+        return None
+    for registration in registrations:
+        if registration.status == RegistrationStatus.PENDING:
+            return (
+                f"Your registration for {registration.meeting.code} is awaiting approval by the secretariat. "
+                "You can log in once it is approved."
+            )
+    for registration in registrations:
+        if registration.status == RegistrationStatus.REJECTED:
+            return (
+                f"Your registration for {registration.meeting.code} was not approved: {registration.decision_reason} "
+                "Contact the secretariat if you think this is a mistake."
+            )
+    return "This account has no approved registration. Register for a meeting first."

@@ -1,0 +1,278 @@
+"""Pages: the meeting, registration, a delegate's session page, officers' dashboards and the secretariat's desk."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
+
+from auth import services as auth_services
+from auth.login import officer_required, secretariat_required
+from auth.models import Gender
+from db import get_db, now
+from meetings import services
+from meetings.events import broadcast_session
+from meetings.exports import ATTENDANCE_COLUMNS, csv_lines
+from meetings.forms import ActionForm, RegistrationForm, RejectForm
+from meetings.models import (
+    CATEGORY_LABELS,
+    FUNCTION_LABELS,
+    Category,
+    Meeting,
+    MeetingSession,
+    Party,
+    Registration,
+    RegistrationStatus,
+)
+
+bp = Blueprint("meetings", __name__)
+
+
+def _meeting_or_404(code: str) -> Meeting:
+    meeting = get_db().scalar(sa.select(Meeting).where(Meeting.code == code))
+    if meeting is None:
+        abort(404)
+    return meeting
+
+
+def _session_or_404(session_id: int) -> MeetingSession:
+    meeting_session = get_db().get(MeetingSession, session_id)
+    if meeting_session is None:
+        abort(404)
+    return meeting_session
+
+
+@bp.get("/")
+def index():
+    db = get_db()
+    meetings = list(db.scalars(sa.select(Meeting).order_by(Meeting.id)))
+    registrations = {}
+    if current_user.is_authenticated:
+        registrations = {
+            r.meeting_id: r
+            for r in db.scalars(
+                sa.select(Registration).where(Registration.user_id == current_user.id)
+            )
+        }
+    return render_template(
+        "meetings/index.html", meetings=meetings, registrations=registrations
+    )
+
+
+@bp.route("/meetings/<code>/register", methods=["GET", "POST"])
+def register(code: str):
+    db = get_db()
+    meeting = _meeting_or_404(code)
+    form = RegistrationForm()
+    parties = list(
+        db.scalars(
+            sa.select(Party)
+            .where(Party.convention == meeting.convention)
+            .order_by(Party.name)
+        )
+    )
+    form.party.choices = [("", "Choose a Party…")] + [(p.code, p.name) for p in parties]
+    form.segments.choices = [
+        (s.id, f"{s.name} ({s.venue}, {s.starts_on:%-d %b %Y})")
+        for s in meeting.segments
+    ]
+    status = 200
+    if form.validate_on_submit():
+        try:
+            user = auth_services.create_user(
+                db,
+                email=form.email.data,
+                password=form.password.data,
+                given_name=form.given_name.data,
+                family_name=form.family_name.data,
+                gender=Gender(form.gender.data),
+                title=form.title.data,
+                hash_method=current_app.config["PASSWORD_HASH_METHOD"],
+            )
+            services.register(
+                db,
+                meeting=meeting,
+                user=user,
+                category=Category(form.category.data),
+                function=form.function.data,
+                segment_ids=form.segments.data,
+                party_code=form.party.data,
+                organization=form.organization.data,
+                now=now(),
+            )
+        except (auth_services.AuthError, services.MeetingError) as exc:
+            db.rollback()
+            field = {"email_taken": form.email, "unknown_party": form.party}.get(
+                exc.code
+            )
+            (field.errors if field is not None else form.form_errors).append(
+                exc.message
+            )
+            status = 409
+        else:
+            db.commit()
+            flash(
+                f"Thank you. Your registration for {meeting.code} is pending. The secretariat will review it; "
+                "once it is approved you can log in and set up your authenticator app.",
+                "success",
+            )
+            return redirect(url_for("meetings.index"))
+    elif form.errors:
+        status = 400
+    return render_template("meetings/register.html", form=form, meeting=meeting), status
+
+
+@bp.get("/sessions/<int:session_id>")
+@login_required
+def session_page(session_id: int):
+    """A delegate's page for a session: opening it checks them in (online sessions)."""
+    meeting_session = _session_or_404(session_id)
+    registration = services.approved_registration(
+        get_db(), meeting_session.segment.meeting_id, current_user.id
+    )
+    return render_template(
+        "meetings/session.html",
+        meeting_session=meeting_session,
+        registration=registration,
+    )
+
+
+@bp.get("/sessions/<int:session_id>/dashboard")
+@officer_required
+def dashboard(session_id: int):
+    meeting_session = _session_or_404(session_id)
+    state = services.dashboard_state(get_db(), meeting_session)
+    return render_template(
+        "meetings/dashboard.html",
+        meeting_session=meeting_session,
+        state=state,
+        form=ActionForm(),
+    )
+
+
+@bp.post("/sessions/<int:session_id>/<any(open, suspend, close):action>")
+@officer_required
+def change_state(session_id: int, action: str):
+    db = get_db()
+    meeting_session = _session_or_404(session_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        services.change_state(db, meeting_session, action, current_user, now())
+    except services.MeetingError as exc:
+        db.rollback()
+        flash(exc.message, "danger")
+    else:
+        db.commit()
+        broadcast_session(meeting_session)
+        flash(f"{meeting_session.title}: {meeting_session.state.value}.", "success")
+    return redirect(url_for("meetings.dashboard", session_id=session_id))
+
+
+@bp.get("/secretariat/meetings/<code>/registrations")
+@secretariat_required
+def registrations(code: str):
+    meeting = _meeting_or_404(code)
+    status_name = request.args.get("status", RegistrationStatus.PENDING.value)
+    # Any other value, such as "all", lists every registration.
+    status = (
+        RegistrationStatus(status_name)
+        if status_name in {s.value for s in RegistrationStatus}
+        else None
+    )
+    rows = services.pending_first(get_db(), meeting, status)
+    return render_template(
+        "meetings/registrations.html",
+        meeting=meeting,
+        rows=rows,
+        status=status_name,
+        statuses=list(RegistrationStatus),
+        sessions=services.sessions_of(get_db(), meeting),
+        action_form=ActionForm(),
+        reject_form=RejectForm(),
+        categories=CATEGORY_LABELS,
+        functions=FUNCTION_LABELS,
+    )
+
+
+def _registration_or_404(registration_id: int) -> Registration:
+    registration = get_db().get(Registration, registration_id)
+    if registration is None:
+        abort(404)
+    return registration
+
+
+@bp.post("/secretariat/registrations/<int:registration_id>/approve")
+@secretariat_required
+def approve(registration_id: int):
+    db = get_db()
+    registration = _registration_or_404(registration_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        badge = services.approve(db, registration, current_user, now())
+    except services.MeetingError as exc:
+        db.rollback()
+        flash(exc.message, "danger")
+    else:
+        db.commit()
+        flash(
+            f"Approved {registration.user.full_name}; badge {badge.number} issued.",
+            "success",
+        )
+    return redirect(url_for("meetings.registrations", code=registration.meeting.code))
+
+
+@bp.post("/secretariat/registrations/<int:registration_id>/reject")
+@secretariat_required
+def reject(registration_id: int):
+    db = get_db()
+    registration = _registration_or_404(registration_id)
+    form = RejectForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for message in errors:
+                flash(f"Not rejected: {message}", "danger")
+        return redirect(
+            url_for("meetings.registrations", code=registration.meeting.code)
+        )
+    try:
+        services.reject(db, registration, current_user, form.reason.data, now())
+    except services.MeetingError as exc:
+        db.rollback()
+        flash(exc.message, "danger")
+    else:
+        db.commit()
+        flash(f"Rejected {registration.user.full_name}.", "success")
+    return redirect(url_for("meetings.registrations", code=registration.meeting.code))
+
+
+@bp.get("/secretariat/sessions/<int:session_id>/attendance.csv")
+@secretariat_required
+def attendance_csv(session_id: int):
+    meeting_session = _session_or_404(session_id)
+    rows = list(services.attendance_rows(get_db(), meeting_session))
+    name = re.sub(
+        r"[^A-Za-z0-9]+",
+        "-",
+        f"{meeting_session.segment.meeting.code} {meeting_session.title}",
+    ).strip("-")
+    return Response(
+        csv_lines(ATTENDANCE_COLUMNS, rows),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}-attendance.csv"'
+        },
+    )
