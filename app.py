@@ -83,18 +83,14 @@ def register_errors(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
         message = "The form expired or was sent from another page. Go back, reload the page and try again."
-        return render_template(
-            "errors/error.html", code=400, title="Form expired", message=message
-        ), 400
+        return render_template("errors/error.html", code=400, title="Form expired", message=message), 400
 
     @app.errorhandler(OperationalError)
     def database_unavailable(exc: OperationalError):
         app.logger.error("database unavailable: %s", exc.__class__.__name__)
         db.get_db().rollback()
         message = "The database is busy or unreachable. Nothing was saved; please try again in a moment."
-        return render_template(
-            "errors/error.html", code=503, title="Please try again", message=message
-        ), 503
+        return render_template("errors/error.html", code=503, title="Please try again", message=message), 503
 
     messages = {
         400: ("Bad request", "The request could not be understood."),
@@ -110,9 +106,7 @@ def register_errors(app: Flask) -> None:
         app.register_error_handler(
             code,
             lambda exc, code=code, title=title, message=message: (
-                render_template(
-                    "errors/error.html", code=code, title=title, message=message
-                ),
+                render_template("errors/error.html", code=code, title=title, message=message),
                 code,
             ),
         )
@@ -130,9 +124,7 @@ def register_security_headers(app: Flask) -> None:
 
 def main() -> None:
     """Run the embedded default: migrate the schema, load the COP-4 demo, print the accounts, serve."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = create_app()
     db.upgrade(app.config["DATABASE_URL"])
     with app.app_context():

@@ -61,19 +61,12 @@ class ProductionConfig(Config):
 
     @classmethod
     def validate(cls, settings: dict) -> None:
-        if (
-            not settings.get("SECRET_KEY")
-            or settings["SECRET_KEY"] == DEFAULT_SECRET_KEY
-        ):
-            raise RuntimeError(
-                "Production refuses to start without SECRET_KEY set in the environment."
-            )
+        if not settings.get("SECRET_KEY") or settings["SECRET_KEY"] == DEFAULT_SECRET_KEY:
+            raise RuntimeError("Production refuses to start without SECRET_KEY set in the environment.")
         if settings.get("DEBUG"):
             raise RuntimeError("Production refuses to start with DEBUG on.")
         if not settings.get("DATABASE_URL"):
-            raise RuntimeError(
-                "Production needs DATABASE_URL (for example postgresql+psycopg://...)."
-            )
+            raise RuntimeError("Production needs DATABASE_URL (for example postgresql+psycopg://...).")
 
 
 CONFIGS = {
@@ -105,9 +98,7 @@ def load(name: str | None = None, environ: dict[str, str] | None = None) -> dict
     try:
         cls = CONFIGS[name]
     except KeyError:
-        raise RuntimeError(
-            f"Unknown APP_CONFIG {name!r}; choose one of {', '.join(CONFIGS)}."
-        ) from None
+        raise RuntimeError(f"Unknown APP_CONFIG {name!r}; choose one of {', '.join(CONFIGS)}.") from None
     settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
     for key, default in settings.items():
         if key in environ:

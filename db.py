@@ -36,9 +36,7 @@ class UTCDateTime(sa.types.TypeDecorator):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(
-        self, value: dt.datetime | None, dialect
-    ) -> dt.datetime | None:
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -47,9 +45,7 @@ class UTCDateTime(sa.types.TypeDecorator):
         # SQLite keeps no offset; store naive UTC there and restore it on the way out.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(
-        self, value: dt.datetime | None, dialect
-    ) -> dt.datetime | None:
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -61,14 +57,10 @@ def default_sqlite_url(instance_path: str) -> str:
     return f"sqlite:///{Path(instance_path) / 'cop.sqlite3'}"
 
 
-def make_engine(
-    url: str, *, echo: bool = False, busy_timeout_ms: int = 5000
-) -> sa.Engine:
+def make_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> sa.Engine:
     """An engine for SQLite or PostgreSQL, with SQLite set up for concurrent use (WAL, busy timeout)."""
     if url.startswith("sqlite"):
-        engine = sa.create_engine(
-            url, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000}
-        )
+        engine = sa.create_engine(url, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -95,9 +87,7 @@ def init_app(app: Flask) -> None:
         busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
     )
     app.extensions["db_engine"] = engine
-    app.extensions["db_sessionmaker"] = sessionmaker(
-        bind=engine, expire_on_commit=False
-    )
+    app.extensions["db_sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
     app.extensions.setdefault("clock", utcnow)
     app.teardown_appcontext(_close_db)
 

@@ -14,9 +14,7 @@ class LoginForm(FlaskForm):
         "Email",
         validators=[DataRequired(), Length(max=254), Email(check_deliverability=False)],
     )
-    password = PasswordField(
-        "Password", validators=[DataRequired(), Length(max=MAX_LENGTH)]
-    )
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=MAX_LENGTH)])
 
 
 class CodeForm(FlaskForm):

@@ -47,9 +47,7 @@ officer_required = role_required(Role.OFFICER, Role.SECRETARIAT)
 secretariat_required = role_required(Role.SECRETARIAT)
 
 
-def begin_pending_login(
-    user: User, stage: str, now: dt.datetime, next_url: str | None = None
-) -> None:
+def begin_pending_login(user: User, stage: str, now: dt.datetime, next_url: str | None = None) -> None:
     """Remember that the password was right; the code step must follow within the timeout."""
     session.clear()
     session[PENDING_KEY] = {
@@ -65,10 +63,7 @@ def pending_login(stage: str, now: dt.datetime) -> User | None:
     pending = session.get(PENDING_KEY)
     if not isinstance(pending, dict) or pending.get("stage") != stage:
         return None
-    if (
-        now.timestamp() - float(pending.get("at", 0))
-        > current_app.config["LOGIN_CODE_TIMEOUT"]
-    ):
+    if now.timestamp() - float(pending.get("at", 0)) > current_app.config["LOGIN_CODE_TIMEOUT"]:
         session.pop(PENDING_KEY, None)
         return None
     user = get_db().get(User, int(pending["user_id"]))

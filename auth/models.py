@@ -62,9 +62,7 @@ class User(UserMixin, Base):
     is_enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    authenticator: Mapped[Authenticator | None] = relationship(
-        back_populates="user", uselist=False
-    )
+    authenticator: Mapped[Authenticator | None] = relationship(back_populates="user", uselist=False)
 
     @property
     def is_active(self) -> bool:
@@ -72,9 +70,7 @@ class User(UserMixin, Base):
 
     @property
     def full_name(self) -> str:
-        return " ".join(
-            part for part in (self.title, self.given_name, self.family_name) if part
-        )
+        return " ".join(part for part in (self.title, self.given_name, self.family_name) if part)
 
     @property
     def is_officer(self) -> bool:
@@ -86,10 +82,7 @@ class User(UserMixin, Base):
 
     @property
     def has_authenticator(self) -> bool:
-        return (
-            self.authenticator is not None
-            and self.authenticator.confirmed_at is not None
-        )
+        return self.authenticator is not None and self.authenticator.confirmed_at is not None
 
 
 class Authenticator(Base):
@@ -98,9 +91,7 @@ class Authenticator(Base):
     __tablename__ = "authenticators"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True
-    )
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     secret: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -116,9 +107,7 @@ class RecoveryCode(Base):
     __tablename__ = "recovery_codes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     code_hash: Mapped[str] = mapped_column(sa.String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -16,6 +16,4 @@ def qr_svg(data: str) -> str:
     )
     svg = image.to_string(encoding="unicode")
     # Sized by CSS, not by the millimetres qrcode writes.
-    return svg.replace(' width="', ' data-width="', 1).replace(
-        ' height="', ' data-height="', 1
-    )
+    return svg.replace(' width="', ' data-width="', 1).replace(' height="', ' data-height="', 1)

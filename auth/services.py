@@ -73,9 +73,7 @@ def check_password(db: Session, email: str, password: str) -> User:
     user = find_user(db, email)
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not ok or not user.is_enabled:
-        raise AuthError(
-            "bad_credentials", "That email and password do not match an account."
-        )
+        raise AuthError("bad_credentials", "That email and password do not match an account.")
     return user
 
 
@@ -83,9 +81,7 @@ def start_enrolment(db: Session, user: User) -> Authenticator:
     """The authenticator being enrolled: a new secret, or the one already shown if not yet confirmed."""
     authenticator = user.authenticator
     if authenticator is not None and authenticator.confirmed_at is not None:
-        raise AuthError(
-            "already_enrolled", "An authenticator is already enrolled for this account."
-        )
+        raise AuthError("already_enrolled", "An authenticator is already enrolled for this account.")
     if authenticator is None:
         authenticator = Authenticator(user=user, secret=totp.new_secret())
         db.add(authenticator)
@@ -93,9 +89,7 @@ def start_enrolment(db: Session, user: User) -> Authenticator:
     return authenticator
 
 
-def _claim_step(
-    db: Session, authenticator: Authenticator, step: int, values: dict
-) -> bool:
+def _claim_step(db: Session, authenticator: Authenticator, step: int, values: dict) -> bool:
     """Record step as used if it is newer than the last used one, atomically (a compare-and-set)."""
     result = db.execute(
         sa.update(Authenticator)
@@ -115,14 +109,10 @@ def _claim_step(
     return False
 
 
-def _check_code(
-    authenticator: Authenticator, code: str, now: dt.datetime, window: int
-) -> int:
+def _check_code(authenticator: Authenticator, code: str, now: dt.datetime, window: int) -> int:
     code = code.strip().replace(" ", "")
     if not totp.is_well_formed(code):
-        raise AuthError(
-            "malformed_code", "Enter the 6-digit code shown by your authenticator app."
-        )
+        raise AuthError("malformed_code", "Enter the 6-digit code shown by your authenticator app.")
     step = totp.matching_step(authenticator.secret, code, now, window)
     if step is None:
         raise AuthError(
@@ -132,15 +122,11 @@ def _check_code(
     return step
 
 
-def confirm_enrolment(
-    db: Session, user: User, code: str, now: dt.datetime, window: int = 1
-) -> None:
+def confirm_enrolment(db: Session, user: User, code: str, now: dt.datetime, window: int = 1) -> None:
     """Confirm the authenticator being enrolled with a current code; that code is then used up."""
     authenticator = user.authenticator
     if authenticator is None or authenticator.confirmed_at is not None:
-        raise AuthError(
-            "not_enrolling", "There is no authenticator waiting for confirmation."
-        )
+        raise AuthError("not_enrolling", "There is no authenticator waiting for confirmation.")
     step = _check_code(authenticator, code, now, window)
     if not _claim_step(db, authenticator, step, {"confirmed_at": now}):
         raise AuthError(
@@ -159,15 +145,11 @@ def confirm_enrolment(
     db.flush()
 
 
-def verify_code(
-    db: Session, user: User, code: str, now: dt.datetime, window: int = 1
-) -> int:
+def verify_code(db: Session, user: User, code: str, now: dt.datetime, window: int = 1) -> int:
     """Accept a code from the user's enrolled authenticator once; return its time step."""
     authenticator = user.authenticator
     if authenticator is None or authenticator.confirmed_at is None:
-        raise AuthError(
-            "not_enrolled", "No authenticator is enrolled for this account yet."
-        )
+        raise AuthError("not_enrolled", "No authenticator is enrolled for this account yet.")
     step = _check_code(authenticator, code, now, window)
     if not _claim_step(db, authenticator, step, {}):
         raise AuthError(

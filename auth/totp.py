@@ -31,18 +31,14 @@ def code_at(secret: str, at: dt.datetime) -> str:
     return pyotp.TOTP(secret).at(at)
 
 
-def matching_step(
-    secret: str, code: str, now: dt.datetime, window: int = 1
-) -> int | None:
+def matching_step(secret: str, code: str, now: dt.datetime, window: int = 1) -> int | None:
     """The time step whose code this is, within window steps of now, or None."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     if not is_well_formed(code):
         return None
     try:
-        return pyotp.TOTP(secret).verify_and_get_timecode(
-            code, for_time=now, valid_window=window
-        )
+        return pyotp.TOTP(secret).verify_and_get_timecode(code, for_time=now, valid_window=window)
     except pyotp.exceptions.OTPVerificationError:
         return None
 

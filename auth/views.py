@@ -79,17 +79,13 @@ def code():
     if form.validate_on_submit():
         db = get_db()
         try:
-            services.verify_code(
-                db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"]
-            )
+            services.verify_code(db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"])
         except services.AuthError as exc:
             form.code.errors.append(exc.message)
             return render_template("auth/code.html", form=form, user=user), 401
         db.commit()
         return redirect(_finish_login(user))
-    return render_template(
-        "auth/code.html", form=form, user=user
-    ), 400 if form.errors else 200
+    return render_template("auth/code.html", form=form, user=user), 400 if form.errors else 200
 
 
 @bp.route("/enrol", methods=["GET", "POST"])
@@ -107,9 +103,7 @@ def enrol():
     status = 200
     if form.validate_on_submit():
         try:
-            services.confirm_enrolment(
-                db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"]
-            )
+            services.confirm_enrolment(db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"])
         except services.AuthError as exc:
             form.code.errors.append(exc.message)
             status = 401
@@ -122,15 +116,9 @@ def enrol():
             return redirect(_finish_login(user))
     elif form.errors:
         status = 400
-    uri = totp.provisioning_uri(
-        authenticator.secret, user.email, current_app.config["TOTP_ISSUER"]
-    )
-    key = " ".join(
-        authenticator.secret[i : i + 4] for i in range(0, len(authenticator.secret), 4)
-    )
-    return render_template(
-        "auth/enrol.html", form=form, user=user, qr=qr_svg(uri), key=key, uri=uri
-    ), status
+    uri = totp.provisioning_uri(authenticator.secret, user.email, current_app.config["TOTP_ISSUER"])
+    key = " ".join(authenticator.secret[i : i + 4] for i in range(0, len(authenticator.secret), 4))
+    return render_template("auth/enrol.html", form=form, user=user, qr=qr_svg(uri), key=key, uri=uri), status
 
 
 @bp.post("/logout")

@@ -42,7 +42,5 @@ def export_attendance(session_id: int) -> None:
     meeting_session = get_db().get(MeetingSession, session_id)
     if meeting_session is None:
         raise click.ClickException(f"There is no session {session_id}.")
-    for line in csv_lines(
-        ATTENDANCE_COLUMNS, services.attendance_rows(get_db(), meeting_session)
-    ):
+    for line in csv_lines(ATTENDANCE_COLUMNS, services.attendance_rows(get_db(), meeting_session)):
         sys.stdout.write(line)

@@ -83,9 +83,7 @@ def load_parties(db: Session, convention: Convention, path: Path = PARTIES_CSV) 
                     convention=convention,
                     code=row["code"],
                     name=row["name"],
-                    regional_group=RegionalGroup(row["regional_group"])
-                    if row["regional_group"]
-                    else None,
+                    regional_group=RegionalGroup(row["regional_group"]) if row["regional_group"] else None,
                     entry_into_force_on=dt.date.fromisoformat(row["entry_into_force"]),
                 )
             )
@@ -95,11 +93,7 @@ def load_parties(db: Session, convention: Convention, path: Path = PARTIES_CSV) 
 
 
 def _at(day: str, time: str, tz: str) -> dt.datetime:
-    return (
-        dt.datetime.fromisoformat(f"{day}T{time}")
-        .replace(tzinfo=ZoneInfo(tz))
-        .astimezone(dt.UTC)
-    )
+    return dt.datetime.fromisoformat(f"{day}T{time}").replace(tzinfo=ZoneInfo(tz)).astimezone(dt.UTC)
 
 
 ONLINE_SESSIONS = [
@@ -187,11 +181,7 @@ def seed(db: Session, now: dt.datetime, hash_method: str = "scrypt") -> bool:
             role=account.role,
             hash_method=hash_method,
         )
-        db.add(
-            Authenticator(
-                user=user, secret=totp.new_secret(), created_at=now, confirmed_at=now
-            )
-        )
+        db.add(Authenticator(user=user, secret=totp.new_secret(), created_at=now, confirmed_at=now))
         accounts[account.role] = user
     registration = services.register(
         db,
@@ -210,9 +200,7 @@ def seed(db: Session, now: dt.datetime, hash_method: str = "scrypt") -> bool:
 
 def describe_accounts(db: Session, issuer: str) -> str:
     """The demo accounts with their passwords and TOTP secrets, for the terminal."""
-    lines = [
-        "Demo accounts (add the TOTP secret to any authenticator app, or open the otpauth URI):"
-    ]
+    lines = ["Demo accounts (add the TOTP secret to any authenticator app, or open the otpauth URI):"]
     for account in DEMO_ACCOUNTS:
         user = db.scalar(sa.select(User).where(User.email == account.email))
         if user is None or user.authenticator is None:

@@ -86,14 +86,8 @@ def _session_from(data: object) -> MeetingSession:
     if not isinstance(data, dict):
         raise services.MeetingError("bad_request", "The request was malformed.")
     session_id = data.get("session_id")
-    if (
-        not isinstance(session_id, int)
-        or isinstance(session_id, bool)
-        or session_id <= 0
-    ):
-        raise services.MeetingError(
-            "bad_request", "The request did not name a session."
-        )
+    if not isinstance(session_id, int) or isinstance(session_id, bool) or session_id <= 0:
+        raise services.MeetingError("bad_request", "The request did not name a session.")
     meeting_session = get_db().get(MeetingSession, session_id)
     if meeting_session is None:
         raise services.MeetingError("not_found", "There is no such session.")
@@ -160,9 +154,7 @@ class LiveNamespace(Namespace):
             now=now(),
         )
         db.commit()
-        checked_in = [
-            sid for sid in session.get(CHECKED_IN_KEY, []) if sid != meeting_session.id
-        ]
+        checked_in = [sid for sid in session.get(CHECKED_IN_KEY, []) if sid != meeting_session.id]
         if kind == EventKind.ENTRY:
             checked_in.append(meeting_session.id)
             join_room(attendees_room(meeting_session.id))

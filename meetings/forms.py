@@ -32,12 +32,8 @@ MARKUP = set("<>")
 def plain_text(form, field) -> None:
     """Names are shown on badges and exports: no markup, no control characters."""
     value = field.data or ""
-    if any(ch in MARKUP for ch in value) or any(
-        ord(ch) < 32 and ch not in "\t\r\n" for ch in value
-    ):
-        raise ValidationError(
-            "Use letters, spaces and punctuation only (no < or > and no control characters)."
-        )
+    if any(ch in MARKUP for ch in value) or any(ord(ch) < 32 and ch not in "\t\r\n" for ch in value):
+        raise ValidationError("Use letters, spaces and punctuation only (no < or > and no control characters).")
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -46,15 +42,9 @@ class MultiCheckboxField(SelectMultipleField):
 
 
 class RegistrationForm(FlaskForm):
-    title = SelectField(
-        "Title", choices=[(t, t or "—") for t in TITLES], validators=[Optional()]
-    )
-    given_name = StringField(
-        "Given name", validators=[DataRequired(), Length(max=100), plain_text]
-    )
-    family_name = StringField(
-        "Family name", validators=[DataRequired(), Length(max=100), plain_text]
-    )
+    title = SelectField("Title", choices=[(t, t or "—") for t in TITLES], validators=[Optional()])
+    given_name = StringField("Given name", validators=[DataRequired(), Length(max=100), plain_text])
+    family_name = StringField("Family name", validators=[DataRequired(), Length(max=100), plain_text])
     email = EmailField(
         "Email",
         validators=[DataRequired(), Length(max=254), Email(check_deliverability=False)],
@@ -78,15 +68,9 @@ class RegistrationForm(FlaskForm):
             EqualTo("password", message="The passwords differ."),
         ],
     )
-    gender = SelectField(
-        "Gender", choices=[(g.value, label) for g, label in GENDER_LABELS.items()]
-    )
-    category = SelectField(
-        "Category", choices=[(c.value, label) for c, label in CATEGORY_LABELS.items()]
-    )
-    party = SelectField(
-        "Party represented", validators=[Optional()], validate_choice=False
-    )
+    gender = SelectField("Gender", choices=[(g.value, label) for g, label in GENDER_LABELS.items()])
+    category = SelectField("Category", choices=[(c.value, label) for c, label in CATEGORY_LABELS.items()])
+    party = SelectField("Party represented", validators=[Optional()], validate_choice=False)
     organization = StringField(
         "State or organization represented",
         description="For observers: the non-Party State, organization or media outlet.",
@@ -107,10 +91,7 @@ class RegistrationForm(FlaskForm):
             raise ValidationError("Choose the Party you represent.")
 
     def validate_organization(self, field) -> None:
-        if (
-            self.category.data != Category.PARTY.value
-            and not (field.data or "").strip()
-        ):
+        if self.category.data != Category.PARTY.value and not (field.data or "").strip():
             raise ValidationError("Name the State or organization you represent.")
 
 

@@ -127,9 +127,7 @@ class Party(Base):
     code: Mapped[str] = mapped_column(sa.String(3))
     name: Mapped[str] = mapped_column(sa.String(100))
     # None for the European Union, which belongs to no UN regional group.
-    regional_group: Mapped[RegionalGroup | None] = mapped_column(
-        enum_column(RegionalGroup)
-    )
+    regional_group: Mapped[RegionalGroup | None] = mapped_column(enum_column(RegionalGroup))
     entry_into_force_on: Mapped[dt.date | None] = mapped_column(sa.Date)
 
 
@@ -168,9 +166,7 @@ class Segment(Base):
     __tablename__ = "segments"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    meeting_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("meetings.id", ondelete="CASCADE"), index=True
-    )
+    meeting_id: Mapped[int] = mapped_column(sa.ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(sa.String(100))
     kind: Mapped[SegmentKind] = mapped_column(enum_column(SegmentKind))
     starts_on: Mapped[dt.date] = mapped_column(sa.Date)
@@ -200,16 +196,12 @@ class MeetingSession(Base):
     __tablename__ = "meeting_sessions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    segment_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("segments.id", ondelete="CASCADE"), index=True
-    )
+    segment_id: Mapped[int] = mapped_column(sa.ForeignKey("segments.id", ondelete="CASCADE"), index=True)
     title: Mapped[str] = mapped_column(sa.String(200))
     kind: Mapped[SessionKind] = mapped_column(enum_column(SessionKind))
     scheduled_start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     scheduled_end_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    state: Mapped[SessionState] = mapped_column(
-        enum_column(SessionState), default=SessionState.SCHEDULED
-    )
+    state: Mapped[SessionState] = mapped_column(enum_column(SessionState), default=SessionState.SCHEDULED)
     opened_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
@@ -233,9 +225,7 @@ registration_segments = sa.Table(
         sa.ForeignKey("registrations.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    sa.Column(
-        "segment_id", sa.ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("segment_id", sa.ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True),
 )
 
 
@@ -246,17 +236,11 @@ class Registration(Base):
     __table_args__ = (sa.UniqueConstraint("meeting_id", "user_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    meeting_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("meetings.id", ondelete="CASCADE"), index=True
-    )
-    user_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    meeting_id: Mapped[int] = mapped_column(sa.ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     category: Mapped[Category] = mapped_column(enum_column(Category))
     # The Party represented (category party), or None with the organization or State named instead.
-    party_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("parties.id"), index=True
-    )
+    party_id: Mapped[int | None] = mapped_column(sa.ForeignKey("parties.id"), index=True)
     organization: Mapped[str | None] = mapped_column(sa.String(200))
     function: Mapped[Function] = mapped_column(enum_column(Function))
     status: Mapped[RegistrationStatus] = mapped_column(
@@ -272,12 +256,8 @@ class Registration(Base):
     user: Mapped[User] = relationship(foreign_keys=[user_id])
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
     party: Mapped[Party | None] = relationship()
-    segments: Mapped[list[Segment]] = relationship(
-        secondary=registration_segments, order_by="Segment.starts_on"
-    )
-    badges: Mapped[list[Badge]] = relationship(
-        back_populates="registration", order_by="Badge.version"
-    )
+    segments: Mapped[list[Segment]] = relationship(secondary=registration_segments, order_by="Segment.starts_on")
+    badges: Mapped[list[Badge]] = relationship(back_populates="registration", order_by="Badge.version")
 
     @property
     def represents(self) -> str:
@@ -291,13 +271,9 @@ class Credentials(Base):
     __table_args__ = (sa.UniqueConstraint("meeting_id", "party_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    meeting_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("meetings.id", ondelete="CASCADE")
-    )
+    meeting_id: Mapped[int] = mapped_column(sa.ForeignKey("meetings.id", ondelete="CASCADE"))
     party_id: Mapped[int] = mapped_column(sa.ForeignKey("parties.id"))
-    status: Mapped[CredentialsStatus] = mapped_column(
-        enum_column(CredentialsStatus), default=CredentialsStatus.NONE
-    )
+    status: Mapped[CredentialsStatus] = mapped_column(enum_column(CredentialsStatus), default=CredentialsStatus.NONE)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
 
@@ -311,9 +287,7 @@ class Badge(Base):
     __table_args__ = (sa.UniqueConstraint("registration_id", "version"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    registration_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("registrations.id", ondelete="CASCADE"), index=True
-    )
+    registration_id: Mapped[int] = mapped_column(sa.ForeignKey("registrations.id", ondelete="CASCADE"), index=True)
     number: Mapped[str] = mapped_column(sa.String(20), unique=True)
     version: Mapped[int] = mapped_column(default=1)
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -332,9 +306,7 @@ class AttendanceEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    session_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("meeting_sessions.id", ondelete="CASCADE")
-    )
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("meeting_sessions.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
     registration_id: Mapped[int] = mapped_column(sa.ForeignKey("registrations.id"))
     # The Party represented at the time, kept so that the log alone gives the quorum.
@@ -354,9 +326,7 @@ class QuorumSnapshot(Base):
     __tablename__ = "quorum_snapshots"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    session_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("meeting_sessions.id", ondelete="CASCADE"), index=True
-    )
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("meeting_sessions.id", ondelete="CASCADE"), index=True)
     taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     label: Mapped[str] = mapped_column(sa.String(200))
     parties_in_force: Mapped[int]

@@ -43,13 +43,8 @@ def intervals(events: Iterable[Event]) -> list[Interval]:
         if event.kind == ENTRY:
             inside.setdefault(key, event.at)
         elif event.kind == EXIT and key in inside:
-            done.append(
-                Interval(event.participant, event.channel, inside.pop(key), event.at)
-            )
-    done.extend(
-        Interval(participant, channel, start, None)
-        for (participant, channel), start in inside.items()
-    )
+            done.append(Interval(event.participant, event.channel, inside.pop(key), event.at))
+    done.extend(Interval(participant, channel, start, None) for (participant, channel), start in inside.items())
     done.sort(
         key=lambda interval: (
             interval.start,

@@ -16,15 +16,9 @@ def required(parties_in_force: int, fraction: Fraction) -> int:
     return math.ceil(parties_in_force * Fraction(fraction))
 
 
-def in_force_on(
-    parties: Iterable[tuple[str, dt.date | None]], day: dt.date
-) -> set[str]:
+def in_force_on(parties: Iterable[tuple[str, dt.date | None]], day: dt.date) -> set[str]:
     """Codes of the Parties for which the convention is in force on day."""
-    return {
-        code
-        for code, entry_into_force in parties
-        if entry_into_force is not None and entry_into_force <= day
-    }
+    return {code for code, entry_into_force in parties if entry_into_force is not None and entry_into_force <= day}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +41,7 @@ class Quorum:
         return self.in_force > 0 and self.present >= self.needed_to_decide
 
 
-def quorum(
-    in_force: set[str], present: set[str], to_open: Fraction, to_decide: Fraction
-) -> Quorum:
+def quorum(in_force: set[str], present: set[str], to_open: Fraction, to_decide: Fraction) -> Quorum:
     """The quorum, counting as present only the Parties for which the convention is in force."""
     counted = tuple(sorted(present & in_force))
     n = len(in_force)

@@ -78,11 +78,7 @@ def audit(
 
 
 def find_party(db: Session, meeting: Meeting, code: str) -> Party | None:
-    return db.scalar(
-        sa.select(Party).where(
-            Party.convention == meeting.convention, Party.code == code.upper()
-        )
-    )
+    return db.scalar(sa.select(Party).where(Party.convention == meeting.convention, Party.code == code.upper()))
 
 
 def register(
@@ -99,33 +95,21 @@ def register(
 ) -> Registration:
     """A pending registration of user for meeting."""
     existing = db.scalar(
-        sa.select(Registration).where(
-            Registration.meeting_id == meeting.id, Registration.user_id == user.id
-        )
+        sa.select(Registration).where(Registration.meeting_id == meeting.id, Registration.user_id == user.id)
     )
     if existing is not None:
-        raise MeetingError(
-            "already_registered", f"You are already registered for {meeting.code}."
-        )
+        raise MeetingError("already_registered", f"You are already registered for {meeting.code}.")
     party = None
     if category == Category.PARTY:
         party = find_party(db, meeting, party_code or "")
         if party is None:
-            raise MeetingError(
-                "unknown_party", "Choose the Party you represent from the list."
-            )
+            raise MeetingError("unknown_party", "Choose the Party you represent from the list.")
         organization = None
     elif not (organization or "").strip():
-        raise MeetingError(
-            "organization_required", "Name the State or organization you represent."
-        )
-    segments = [
-        segment for segment in meeting.segments if segment.id in set(segment_ids)
-    ]
+        raise MeetingError("organization_required", "Name the State or organization you represent.")
+    segments = [segment for segment in meeting.segments if segment.id in set(segment_ids)]
     if not segments or len(segments) != len(set(segment_ids)):
-        raise MeetingError(
-            "segments_required", "Choose the segments of the meeting you will attend."
-        )
+        raise MeetingError("segments_required", "Choose the segments of the meeting you will attend.")
     registration = Registration(
         meeting=meeting,
         user=user,
@@ -142,9 +126,7 @@ def register(
     return registration
 
 
-def pending_first(
-    db: Session, meeting: Meeting, status: RegistrationStatus | None = None
-) -> list[Registration]:
+def pending_first(db: Session, meeting: Meeting, status: RegistrationStatus | None = None) -> list[Registration]:
     """Registrations of a meeting, oldest pending first."""
     query = (
         sa.select(Registration)
@@ -169,9 +151,7 @@ def _decide(registration: Registration) -> None:
         )
 
 
-def approve(
-    db: Session, registration: Registration, actor: User, now: dt.datetime
-) -> Badge:
+def approve(db: Session, registration: Registration, actor: User, now: dt.datetime) -> Badge:
     """Approve a pending registration and issue its first badge."""
     _decide(registration)
     registration.status = RegistrationStatus.APPROVED
@@ -192,9 +172,7 @@ def approve(
     return badge
 
 
-def reject(
-    db: Session, registration: Registration, actor: User, reason: str, now: dt.datetime
-) -> None:
+def reject(db: Session, registration: Registration, actor: User, reason: str, now: dt.datetime) -> None:
     """Reject a pending registration, with the reason the delegate will read."""
     _decide(registration)
     reason = reason.strip()
@@ -214,20 +192,14 @@ def reject(
 def _badge_number(db: Session, meeting: Meeting) -> str:
     prefix = re.sub(r"[^A-Z0-9]", "", meeting.code.upper())
     count = db.scalar(
-        sa.select(sa.func.count(Badge.id))
-        .join(Registration)
-        .where(Registration.meeting_id == meeting.id)
+        sa.select(sa.func.count(Badge.id)).join(Registration).where(Registration.meeting_id == meeting.id)
     )
     return f"{prefix}-{count + 1:05d}"
 
 
-def _ensure_credentials(
-    db: Session, meeting: Meeting, party: Party, now: dt.datetime
-) -> None:
+def _ensure_credentials(db: Session, meeting: Meeting, party: Party, now: dt.datetime) -> None:
     exists = db.scalar(
-        sa.select(Credentials.id).where(
-            Credentials.meeting_id == meeting.id, Credentials.party_id == party.id
-        )
+        sa.select(Credentials.id).where(Credentials.meeting_id == meeting.id, Credentials.party_id == party.id)
     )
     if exists is None:
         db.add(
@@ -240,9 +212,7 @@ def _ensure_credentials(
         )
 
 
-def approved_registration(
-    db: Session, meeting_id: int, user_id: int
-) -> Registration | None:
+def approved_registration(db: Session, meeting_id: int, user_id: int) -> Registration | None:
     return db.scalar(
         sa.select(Registration).where(
             Registration.meeting_id == meeting_id,
@@ -272,9 +242,7 @@ def change_state(
     try:
         allowed_from, target = TRANSITIONS[action]
     except KeyError:
-        raise MeetingError(
-            "unknown_action", "That is not something a session can do."
-        ) from None
+        raise MeetingError("unknown_action", "That is not something a session can do.") from None
     if meeting_session.state not in allowed_from:
         raise MeetingError(
             "bad_transition",
@@ -313,23 +281,14 @@ def _events(db: Session, session_id: int) -> list[presence.Event]:
         .where(AttendanceEvent.session_id == session_id)
         .order_by(AttendanceEvent.at, AttendanceEvent.id)
     )
-    return [
-        presence.Event(user_id, kind.value, channel.value, at)
-        for user_id, kind, channel, at in rows
-    ]
+    return [presence.Event(user_id, kind.value, channel.value, at) for user_id, kind, channel, at in rows]
 
 
-def open_intervals(
-    db: Session, meeting_session: MeetingSession
-) -> list[presence.Interval]:
-    return [
-        i for i in presence.intervals(_events(db, meeting_session.id)) if i.end is None
-    ]
+def open_intervals(db: Session, meeting_session: MeetingSession) -> list[presence.Interval]:
+    return [i for i in presence.intervals(_events(db, meeting_session.id)) if i.end is None]
 
 
-def present_users(
-    db: Session, meeting_session: MeetingSession
-) -> dict[int, frozenset[str]]:
+def present_users(db: Session, meeting_session: MeetingSession) -> dict[int, frozenset[str]]:
     """Participants present in the session, each with the channels they are present through."""
     return presence.present(_events(db, meeting_session.id))
 
@@ -347,9 +306,7 @@ def _append(
     recorded_by: User | None = None,
     reason: str | None = None,
 ) -> AttendanceEvent:
-    registration = approved_registration(
-        db, meeting_session.segment.meeting_id, user_id
-    )
+    registration = approved_registration(db, meeting_session.segment.meeting_id, user_id)
     if registration is None:
         registration = db.scalar(
             sa.select(Registration).where(
@@ -361,9 +318,7 @@ def _append(
         session_id=meeting_session.id,
         user_id=user_id,
         registration_id=registration.id,
-        party_id=registration.party_id
-        if registration.category == Category.PARTY
-        else None,
+        party_id=registration.party_id if registration.category == Category.PARTY else None,
         kind=kind,
         channel=Channel(channel),
         source=source,
@@ -378,7 +333,7 @@ def _append(
 
 @dataclass(frozen=True, slots=True)
 class CheckInResult:
-    """What a check-in or check-out did: the event recorded (or found by its nonce), and whether this call recorded it."""
+    """What a check-in or check-out did: the event (or the one its nonce found), and whether this call recorded it."""
 
     event_id: int | None
     kind: str
@@ -386,9 +341,7 @@ class CheckInResult:
     recorded: bool
 
 
-def _by_nonce(
-    db: Session, meeting_session: MeetingSession, nonce: str
-) -> AttendanceEvent | None:
+def _by_nonce(db: Session, meeting_session: MeetingSession, nonce: str) -> AttendanceEvent | None:
     return db.scalar(
         sa.select(AttendanceEvent).where(
             AttendanceEvent.session_id == meeting_session.id,
@@ -456,9 +409,7 @@ def record_attendance(
     return CheckInResult(event.id, kind.value, now, recorded=True)
 
 
-def _check_entry_allowed(
-    db: Session, meeting_session: MeetingSession, user: User, channel: Channel
-) -> None:
+def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: User, channel: Channel) -> None:
     if meeting_session.state != SessionState.OPEN:
         messages = {
             SessionState.SCHEDULED: "This session has not been opened yet.",
@@ -503,11 +454,7 @@ def _check_entry_allowed(
 def session_quorum(db: Session, meeting_session: MeetingSession) -> Quorum:
     """The quorum of the session now, derived from the attendance log."""
     meeting = meeting_session.segment.meeting
-    parties = db.execute(
-        sa.select(Party.code, Party.entry_into_force_on).where(
-            Party.convention == meeting.convention
-        )
-    )
+    parties = db.execute(sa.select(Party.code, Party.entry_into_force_on).where(Party.convention == meeting.convention))
     in_force = in_force_on(parties, meeting_session.local_date)
     present_ids = set(present_users(db, meeting_session))
     present_codes: set[str] = set()
@@ -524,9 +471,7 @@ def session_quorum(db: Session, meeting_session: MeetingSession) -> Quorum:
                 )
             )
         )
-    return quorum(
-        in_force, present_codes, meeting.open_fraction, meeting.decide_fraction
-    )
+    return quorum(in_force, present_codes, meeting.open_fraction, meeting.decide_fraction)
 
 
 def dashboard_state(db: Session, meeting_session: MeetingSession) -> dict:
@@ -572,9 +517,7 @@ def dashboard_state(db: Session, meeting_session: MeetingSession) -> dict:
             {
                 "code": code,
                 "name": parties[code].name,
-                "regional_group": parties[code].regional_group.value
-                if parties[code].regional_group
-                else None,
+                "regional_group": parties[code].regional_group.value if parties[code].regional_group else None,
             }
             for code in sorted(q.present_codes, key=lambda c: parties[c].name)
         ],
@@ -597,9 +540,7 @@ def attendance_rows(db: Session, meeting_session: MeetingSession) -> Iterator[di
                     Registration.meeting_id == meeting_session.segment.meeting_id,
                     Registration.user_id.in_(user_ids),
                 )
-                .options(
-                    selectinload(Registration.user), selectinload(Registration.party)
-                )
+                .options(selectinload(Registration.user), selectinload(Registration.party))
             )
         }
         if user_ids
@@ -615,18 +556,12 @@ def attendance_rows(db: Session, meeting_session: MeetingSession) -> Iterator[di
             "category": registration.category.value,
             "party": party.code if party else "",
             "represents": registration.represents,
-            "regional_group": party.regional_group.value
-            if party and party.regional_group
-            else "",
+            "regional_group": party.regional_group.value if party and party.regional_group else "",
             "channel": interval.channel,
             "in_utc": interval.start.isoformat(timespec="seconds"),
-            "out_utc": interval.end.isoformat(timespec="seconds")
-            if interval.end
-            else "",
+            "out_utc": interval.end.isoformat(timespec="seconds") if interval.end else "",
             "in_local": interval.start.astimezone(tz).isoformat(timespec="seconds"),
-            "out_local": interval.end.astimezone(tz).isoformat(timespec="seconds")
-            if interval.end
-            else "",
+            "out_local": interval.end.astimezone(tz).isoformat(timespec="seconds") if interval.end else "",
         }
 
 
@@ -647,9 +582,7 @@ def login_refusal(db: Session, user: User) -> str | None:
         return None
     registrations = list(
         db.scalars(
-            sa.select(Registration)
-            .where(Registration.user_id == user.id)
-            .options(selectinload(Registration.meeting))
+            sa.select(Registration).where(Registration.user_id == user.id).options(selectinload(Registration.meeting))
         )
     )
     if any(r.status == RegistrationStatus.APPROVED for r in registrations):

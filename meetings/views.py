@@ -61,14 +61,9 @@ def index():
     registrations = {}
     if current_user.is_authenticated:
         registrations = {
-            r.meeting_id: r
-            for r in db.scalars(
-                sa.select(Registration).where(Registration.user_id == current_user.id)
-            )
+            r.meeting_id: r for r in db.scalars(sa.select(Registration).where(Registration.user_id == current_user.id))
         }
-    return render_template(
-        "meetings/index.html", meetings=meetings, registrations=registrations
-    )
+    return render_template("meetings/index.html", meetings=meetings, registrations=registrations)
 
 
 @bp.route("/meetings/<code>/register", methods=["GET", "POST"])
@@ -76,18 +71,9 @@ def register(code: str):
     db = get_db()
     meeting = _meeting_or_404(code)
     form = RegistrationForm()
-    parties = list(
-        db.scalars(
-            sa.select(Party)
-            .where(Party.convention == meeting.convention)
-            .order_by(Party.name)
-        )
-    )
+    parties = list(db.scalars(sa.select(Party).where(Party.convention == meeting.convention).order_by(Party.name)))
     form.party.choices = [("", "Choose a Party…")] + [(p.code, p.name) for p in parties]
-    form.segments.choices = [
-        (s.id, f"{s.name} ({s.venue}, {s.starts_on:%-d %b %Y})")
-        for s in meeting.segments
-    ]
+    form.segments.choices = [(s.id, f"{s.name} ({s.venue}, {s.starts_on:%-d %b %Y})") for s in meeting.segments]
     status = 200
     if form.validate_on_submit():
         try:
@@ -114,12 +100,8 @@ def register(code: str):
             )
         except (auth_services.AuthError, services.MeetingError) as exc:
             db.rollback()
-            field = {"email_taken": form.email, "unknown_party": form.party}.get(
-                exc.code
-            )
-            (field.errors if field is not None else form.form_errors).append(
-                exc.message
-            )
+            field = {"email_taken": form.email, "unknown_party": form.party}.get(exc.code)
+            (field.errors if field is not None else form.form_errors).append(exc.message)
             status = 409
         else:
             db.commit()
@@ -139,9 +121,7 @@ def register(code: str):
 def session_page(session_id: int):
     """A delegate's page for a session: opening it checks them in (online sessions)."""
     meeting_session = _session_or_404(session_id)
-    registration = services.approved_registration(
-        get_db(), meeting_session.segment.meeting_id, current_user.id
-    )
+    registration = services.approved_registration(get_db(), meeting_session.segment.meeting_id, current_user.id)
     return render_template(
         "meetings/session.html",
         meeting_session=meeting_session,
@@ -187,11 +167,7 @@ def registrations(code: str):
     meeting = _meeting_or_404(code)
     status_name = request.args.get("status", RegistrationStatus.PENDING.value)
     # Any other value, such as "all", lists every registration.
-    status = (
-        RegistrationStatus(status_name)
-        if status_name in {s.value for s in RegistrationStatus}
-        else None
-    )
+    status = RegistrationStatus(status_name) if status_name in {s.value for s in RegistrationStatus} else None
     rows = services.pending_first(get_db(), meeting, status)
     return render_template(
         "meetings/registrations.html",
@@ -245,9 +221,7 @@ def reject(registration_id: int):
         for errors in form.errors.values():
             for message in errors:
                 flash(f"Not rejected: {message}", "danger")
-        return redirect(
-            url_for("meetings.registrations", code=registration.meeting.code)
-        )
+        return redirect(url_for("meetings.registrations", code=registration.meeting.code))
     try:
         services.reject(db, registration, current_user, form.reason.data, now())
     except services.MeetingError as exc:
@@ -272,7 +246,5 @@ def attendance_csv(session_id: int):
     return Response(
         csv_lines(ATTENDANCE_COLUMNS, rows),
         mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}-attendance.csv"'
-        },
+        headers={"Content-Disposition": f'attachment; filename="{name}-attendance.csv"'},
     )

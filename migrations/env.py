@@ -40,9 +40,7 @@ def run_online() -> None:
     engine = make_engine(database_url())
     with engine.connect() as connection:
         # Batch mode lets later migrations alter tables on SQLite too.
-        context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
-        )
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -78,9 +78,7 @@ def upgrade() -> None:
         ),
         sa.Column("entry_into_force_on", sa.Date(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_parties")),
-        sa.UniqueConstraint(
-            "convention", "code", name=op.f("uq_parties_convention_code")
-        ),
+        sa.UniqueConstraint("convention", "code", name=op.f("uq_parties_convention_code")),
     )
     op.create_table(
         "users",
@@ -129,9 +127,7 @@ def upgrade() -> None:
         sa.Column("target_type", sa.String(length=50), nullable=False),
         sa.Column("target_id", sa.String(length=50), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["actor_id"], ["users.id"], name=op.f("fk_audit_log_actor_id_users")
-        ),
+        sa.ForeignKeyConstraint(["actor_id"], ["users.id"], name=op.f("fk_audit_log_actor_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
@@ -180,18 +176,14 @@ def upgrade() -> None:
             name=op.f("fk_credentials_meeting_id_meetings"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["party_id"], ["parties.id"], name=op.f("fk_credentials_party_id_parties")
-        ),
+        sa.ForeignKeyConstraint(["party_id"], ["parties.id"], name=op.f("fk_credentials_party_id_parties")),
         sa.ForeignKeyConstraint(
             ["updated_by_id"],
             ["users.id"],
             name=op.f("fk_credentials_updated_by_id_users"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credentials")),
-        sa.UniqueConstraint(
-            "meeting_id", "party_id", name=op.f("uq_credentials_meeting_id_party_id")
-        ),
+        sa.UniqueConstraint("meeting_id", "party_id", name=op.f("uq_credentials_meeting_id_party_id")),
     )
     op.create_table(
         "recovery_codes",
@@ -209,9 +201,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recovery_codes")),
     )
     with op.batch_alter_table("recovery_codes", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_recovery_codes_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_recovery_codes_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "registrations",
@@ -277,9 +267,7 @@ def upgrade() -> None:
             name=op.f("fk_registrations_meeting_id_meetings"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["party_id"], ["parties.id"], name=op.f("fk_registrations_party_id_parties")
-        ),
+        sa.ForeignKeyConstraint(["party_id"], ["parties.id"], name=op.f("fk_registrations_party_id_parties")),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["users.id"],
@@ -287,23 +275,13 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_registrations")),
-        sa.UniqueConstraint(
-            "meeting_id", "user_id", name=op.f("uq_registrations_meeting_id_user_id")
-        ),
+        sa.UniqueConstraint("meeting_id", "user_id", name=op.f("uq_registrations_meeting_id_user_id")),
     )
     with op.batch_alter_table("registrations", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_registrations_meeting_id"), ["meeting_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_registrations_party_id"), ["party_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_registrations_status"), ["status"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_registrations_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_registrations_meeting_id"), ["meeting_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_registrations_party_id"), ["party_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_registrations_status"), ["status"], unique=False)
+        batch_op.create_index(batch_op.f("ix_registrations_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "segments",
@@ -335,9 +313,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_segments")),
     )
     with op.batch_alter_table("segments", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_segments_meeting_id"), ["meeting_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_segments_meeting_id"), ["meeting_id"], unique=False)
 
     op.create_table(
         "badges",
@@ -355,14 +331,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_badges")),
         sa.UniqueConstraint("number", name=op.f("uq_badges_number")),
-        sa.UniqueConstraint(
-            "registration_id", "version", name=op.f("uq_badges_registration_id_version")
-        ),
+        sa.UniqueConstraint("registration_id", "version", name=op.f("uq_badges_registration_id_version")),
     )
     with op.batch_alter_table("badges", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_badges_registration_id"), ["registration_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_badges_registration_id"), ["registration_id"], unique=False)
 
     op.create_table(
         "meeting_sessions",
@@ -408,9 +380,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_meeting_sessions")),
     )
     with op.batch_alter_table("meeting_sessions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_meeting_sessions_segment_id"), ["segment_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_meeting_sessions_segment_id"), ["segment_id"], unique=False)
 
     op.create_table(
         "registration_segments",
@@ -428,9 +398,7 @@ def upgrade() -> None:
             name=op.f("fk_registration_segments_segment_id_segments"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "registration_id", "segment_id", name=op.f("pk_registration_segments")
-        ),
+        sa.PrimaryKeyConstraint("registration_id", "segment_id", name=op.f("pk_registration_segments")),
     )
     op.create_table(
         "attendance_events",
@@ -499,21 +467,13 @@ def upgrade() -> None:
             name=op.f("fk_attendance_events_session_id_meeting_sessions"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_attendance_events_user_id_users")
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_attendance_events_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attendance_events")),
-        sa.UniqueConstraint(
-            "session_id", "nonce", name=op.f("uq_attendance_events_session_id_nonce")
-        ),
+        sa.UniqueConstraint("session_id", "nonce", name=op.f("uq_attendance_events_session_id_nonce")),
     )
     with op.batch_alter_table("attendance_events", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_attendance_events_session_at", ["session_id", "at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_attendance_events_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index("ix_attendance_events_session_at", ["session_id", "at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_attendance_events_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "quorum_snapshots",
@@ -542,9 +502,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quorum_snapshots")),
     )
     with op.batch_alter_table("quorum_snapshots", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_quorum_snapshots_session_id"), ["session_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_quorum_snapshots_session_id"), ["session_id"], unique=False)
 
     # ### end Alembic commands ###
 
