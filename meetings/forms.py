@@ -11,6 +11,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     DataRequired,
     Email,
@@ -42,7 +43,7 @@ class MultiCheckboxField(SelectMultipleField):
 
 
 class RegistrationForm(FlaskForm):
-    title = SelectField("Title", choices=[(t, t or "—") for t in TITLES], validators=[Optional()])
+    title = SelectField("Title", choices=[SelectChoice(t, t or "—") for t in TITLES], validators=[Optional()])
     given_name = StringField("Given name", validators=[DataRequired(), Length(max=100), plain_text])
     family_name = StringField("Family name", validators=[DataRequired(), Length(max=100), plain_text])
     email = EmailField(
@@ -68,8 +69,8 @@ class RegistrationForm(FlaskForm):
             EqualTo("password", message="The passwords differ."),
         ],
     )
-    gender = SelectField("Gender", choices=[(g.value, label) for g, label in GENDER_LABELS.items()])
-    category = SelectField("Category", choices=[(c.value, label) for c, label in CATEGORY_LABELS.items()])
+    gender = SelectField("Gender", choices=[SelectChoice(g.value, label) for g, label in GENDER_LABELS.items()])
+    category = SelectField("Category", choices=[SelectChoice(c.value, label) for c, label in CATEGORY_LABELS.items()])
     party = SelectField("Party represented", validators=[Optional()], validate_choice=False)
     organization = StringField(
         "State or organization represented",
@@ -78,7 +79,7 @@ class RegistrationForm(FlaskForm):
     )
     function = SelectField(
         "Function in the delegation",
-        choices=[(f.value, label) for f, label in FUNCTION_LABELS.items()],
+        choices=[SelectChoice(f.value, label) for f, label in FUNCTION_LABELS.items()],
     )
     segments = MultiCheckboxField(
         "Segments attended",

@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
+from wtforms.fields.choices import SelectChoice
 
 from auth import services as auth_services
 from auth.login import officer_required, secretariat_required
@@ -72,8 +73,10 @@ def register(code: str):
     meeting = _meeting_or_404(code)
     form = RegistrationForm()
     parties = list(db.scalars(sa.select(Party).where(Party.convention == meeting.convention).order_by(Party.name)))
-    form.party.choices = [("", "Choose a Party…")] + [(p.code, p.name) for p in parties]
-    form.segments.choices = [(s.id, f"{s.name} ({s.venue}, {s.starts_on:%-d %b %Y})") for s in meeting.segments]
+    form.party.choices = [SelectChoice("", "Choose a Party…")] + [SelectChoice(p.code, p.name) for p in parties]
+    form.segments.choices = [
+        SelectChoice(s.id, f"{s.name} ({s.venue}, {s.starts_on:%-d %b %Y})") for s in meeting.segments
+    ]
     status = 200
     if form.validate_on_submit():
         try:
