@@ -159,7 +159,7 @@ def approve(db: Session, registration: Registration, actor: User, now: dt.dateti
     registration.decided_by = actor
     badge = Badge(
         registration=registration,
-        number=_badge_number(db, registration.meeting),
+        number=badge_number(registration, 1),
         version=1,
         issued_at=now,
     )
@@ -189,12 +189,11 @@ def reject(db: Session, registration: Registration, actor: User, reason: str, no
     db.flush()
 
 
-def _badge_number(db: Session, meeting: Meeting) -> str:
-    prefix = re.sub(r"[^A-Z0-9]", "", meeting.code.upper())
-    count = db.scalar(
-        sa.select(sa.func.count(Badge.id)).join(Registration).where(Registration.meeting_id == meeting.id)
-    )
-    return f"{prefix}-{count + 1:05d}"
+def badge_number(registration: Registration, version: int) -> str:
+    """A human-readable badge number, unique without a counter: meeting, registration, version."""
+    prefix = re.sub(r"[^A-Z0-9]", "", registration.meeting.code.upper())
+    suffix = f"-{version}" if version > 1 else ""
+    return f"{prefix}-{registration.id:05d}{suffix}"
 
 
 def _ensure_credentials(db: Session, meeting: Meeting, party: Party, now: dt.datetime) -> None:

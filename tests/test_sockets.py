@@ -1,0 +1,111 @@
+"""The /live namespace: who may connect, what each event accepts, and what dashboards receive."""
+
+import pytest
+from conftest import csrf_token, login, socket_client
+
+from app import socketio
+from auth.models import Role
+
+
+@pytest.fixture
+def officer_client(app, make_user, clock):
+    _, secret = make_user(Role.OFFICER, email="o@example.org", password="officer password")
+    client = app.test_client()
+    login(client, "o@example.org", "officer password", secret, clock)
+    return client
+
+
+@pytest.fixture
+def delegate_client(app, make_delegate, clock):
+    _, secret = make_delegate("CHE", email="d@example.org", password="delegate password")
+    client = app.test_client()
+    login(client, "d@example.org", "delegate password", secret, clock)
+    return client
+
+
+def emit(sio, event, payload):
+    return sio.emit(event, payload, namespace="/live", callback=True)
+
+
+def test_anonymous_connections_are_refused(app):
+    sio = socketio.test_client(app, namespace="/live", flask_test_client=app.test_client())
+    assert not sio.is_connected("/live")
+
+
+def test_delegates_cannot_watch_the_quorum(app, delegate_client, online_session):
+    ack = emit(socket_client(app, delegate_client), "watch_session", {"session_id": online_session.id})
+    assert ack == {"ok": False, "error": {"code": "forbidden", "message": ack["error"]["message"]}}
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (None, "bad_request"),
+        ("1", "bad_request"),
+        ([1], "bad_request"),
+        ({}, "bad_request"),
+        ({"session_id": "1"}, "bad_request"),
+        ({"session_id": True}, "bad_request"),
+        ({"session_id": -4}, "bad_request"),
+        ({"session_id": 999999}, "not_found"),
+    ],
+)
+def test_malformed_payloads_get_an_error_code(app, officer_client, delegate_client, online_session, payload, code):
+    for client, event in ((officer_client, "watch_session"), (delegate_client, "check_in")):
+        ack = emit(socket_client(app, client), event, payload)
+        assert ack["ok"] is False and ack["error"]["code"] == code and ack["error"]["message"]
+
+
+def test_check_in_without_a_valid_nonce_is_refused(app, officer_client, delegate_client, online_session):
+    officer_client.post(f"/sessions/{online_session.id}/open", data={"csrf_token": csrf_token(officer_client)})
+    ack = emit(socket_client(app, delegate_client), "check_in", {"session_id": online_session.id})
+    assert ack["error"]["code"] == "bad_nonce"
+
+
+def test_check_in_to_a_scheduled_session_says_why(app, delegate_client, online_session):
+    ack = emit(socket_client(app, delegate_client), "check_in", {"session_id": online_session.id, "nonce": "a" * 20})
+    assert ack["error"] == {"code": "session_closed", "message": "This session has not been opened yet."}
+
+
+def test_dashboards_follow_check_ins_and_state_changes(app, officer_client, delegate_client, online_session):
+    officer_client.post(f"/sessions/{online_session.id}/open", data={"csrf_token": csrf_token(officer_client)})
+    first = socket_client(app, officer_client)
+    late = socket_client(app, officer_client)
+    assert emit(first, "watch_session", {"session_id": online_session.id})["state"]["parties_present"] == 0
+
+    browser = socket_client(app, delegate_client)
+    assert emit(browser, "check_in", {"session_id": online_session.id, "nonce": "b" * 20})["ok"]
+    # A dashboard opened late starts in sync from its acknowledgement.
+    state = emit(late, "watch_session", {"session_id": online_session.id})["state"]
+    assert state["parties_present"] == 1 and state["present_parties"][0]["code"] == "CHE"
+    updates = [p["args"][0] for p in first.get_received("/live") if p["name"] == "quorum_updated"]
+    assert updates[-1]["parties_present"] == 1
+
+    # Closing the session from the dashboard ends presence and tells the delegate's page.
+    officer_client.post(f"/sessions/{online_session.id}/close", data={"csrf_token": csrf_token(officer_client)})
+    updates = [p["args"][0] for p in late.get_received("/live") if p["name"] == "quorum_updated"]
+    assert updates[-1]["state"] == "closed" and updates[-1]["parties_present"] == 0
+    told = [p["args"][0] for p in browser.get_received("/live") if p["name"] == "session_updated"]
+    assert told[-1] == {"session_id": online_session.id, "state": "closed"}
+
+
+def test_a_retried_check_in_counts_once(app, officer_client, delegate_client, online_session):
+    officer_client.post(f"/sessions/{online_session.id}/open", data={"csrf_token": csrf_token(officer_client)})
+    browser = socket_client(app, delegate_client)
+    payload = {"session_id": online_session.id, "nonce": "c" * 20}
+    assert emit(browser, "check_in", payload)["recorded"] is True
+    assert emit(browser, "check_in", payload)["recorded"] is False
+
+
+def test_officer_pages_need_an_officer(app, delegate_client, online_session):
+    assert delegate_client.get(f"/sessions/{online_session.id}/dashboard").status_code == 403
+    response = delegate_client.post(
+        f"/sessions/{online_session.id}/open", data={"csrf_token": csrf_token(delegate_client)}
+    )
+    assert response.status_code == 403
+    assert delegate_client.get(f"/secretariat/sessions/{online_session.id}/attendance.csv").status_code == 403
+    assert delegate_client.get("/secretariat/meetings/COP-4/registrations").status_code == 403
+
+
+def test_state_changes_need_csrf(officer_client, online_session):
+    assert officer_client.post(f"/sessions/{online_session.id}/open").status_code == 400
