@@ -69,7 +69,12 @@ class RegistrationForm(FlaskForm):
             EqualTo("password", message="The passwords differ."),
         ],
     )
-    gender = SelectField("Gender", choices=[SelectChoice(g.value, label) for g, label in GENDER_LABELS.items()])
+    gender = SelectField(
+        "Gender",
+        description="Used only for the gender statistics that UN meetings report.",
+        choices=[SelectChoice("", "Choose…")] + [SelectChoice(g.value, label) for g, label in GENDER_LABELS.items()],
+        validators=[DataRequired(message="Choose one; “Prefer not to say” is a choice.")],
+    )
     category = SelectField("Category", choices=[SelectChoice(c.value, label) for c, label in CATEGORY_LABELS.items()])
     party = SelectField("Party represented", validators=[Optional()], validate_choice=False)
     organization = StringField(

@@ -75,7 +75,8 @@ def register(code: str):
     parties = list(db.scalars(sa.select(Party).where(Party.convention == meeting.convention).order_by(Party.name)))
     form.party.choices = [SelectChoice("", "Choose a Party…")] + [SelectChoice(p.code, p.name) for p in parties]
     form.segments.choices = [
-        SelectChoice(s.id, f"{s.name} ({s.venue}, {s.starts_on:%-d %b %Y})") for s in meeting.segments
+        SelectChoice(s.id, f"{s.name.capitalize()} ({s.venue}, {s.starts_on:%-d %b}–{s.ends_on:%-d %b %Y})")
+        for s in meeting.segments
     ]
     status = 200
     if form.validate_on_submit():
@@ -137,11 +138,16 @@ def session_page(session_id: int):
 def dashboard(session_id: int):
     meeting_session = _session_or_404(session_id)
     state = services.dashboard_state(get_db(), meeting_session)
+    transitions = [
+        (action, action.capitalize(), sorted(s.value for s in services.TRANSITIONS[action][0]))
+        for action in ("open", "suspend", "close")
+    ]
     return render_template(
         "meetings/dashboard.html",
         meeting_session=meeting_session,
         state=state,
         form=ActionForm(),
+        transitions=transitions,
     )
 
 

@@ -47,6 +47,7 @@ def test_a_registration_is_pending_until_decided(client, db, cop4):
         ({"category": "ngo", "party": ""}, "Name the State or organization you represent"),
         ({"given_name": "<script>alert(1)</script>"}, "no &lt; or &gt;"),
         ({"gender": "robot"}, "Not a valid choice"),
+        ({"gender": ""}, "Prefer not to say"),
         ({"segments": []}, "Choose at least one segment"),
         ({"given_name": "x" * 101}, "Field cannot be longer than 100 characters"),
     ],

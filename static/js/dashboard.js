@@ -27,13 +27,16 @@
     $("in-force").textContent = s.parties_in_force;
     $("present").textContent = s.parties_present;
     $("present-count").textContent = `(${s.parties_present})`;
-    $("participants").textContent = s.participants_present;
+    $("participants").textContent = `${s.participants_present} participant${s.participants_present === 1 ? "" : "s"} present`;
     $("needed-open").textContent = s.needed_to_open;
     $("needed-decide").textContent = s.needed_to_decide;
     $("credentials").textContent = s.credentials_accepted;
     threshold($("open-tile"), $("open-status"), s.can_open);
     threshold($("decide-tile"), $("decide-status"), s.can_decide);
 
+    for (const form of document.querySelectorAll("form[data-allowed-from]")) {
+      form.hidden = !form.dataset.allowedFrom.split(" ").includes(s.state);
+    }
     const badge = $("session-state").querySelector(".badge");
     badge.className = `badge state-${s.state}`;
     badge.textContent = s.state;
