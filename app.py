@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Flask, render_template
+from flask import Flask, g, render_template
 from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
@@ -89,6 +89,8 @@ def register_errors(app: Flask) -> None:
     def database_unavailable(exc: OperationalError):
         app.logger.error("database unavailable: %s", exc.__class__.__name__)
         db.get_db().rollback()
+        # Rendering would load the account again from the database that just failed: show the page anonymously.
+        g._login_user = login_manager.anonymous_user()
         message = "The database is busy or unreachable. Nothing was saved; please try again in a moment."
         return render_template("errors/error.html", code=503, title="Please try again", message=message), 503
 

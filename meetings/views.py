@@ -55,6 +55,16 @@ def _session_or_404(session_id: int) -> MeetingSession:
     return meeting_session
 
 
+@bp.app_context_processor
+def current_meeting() -> dict:
+    """The meeting that navigation links point to: the most recent one."""
+
+    def latest() -> Meeting | None:
+        return get_db().scalar(sa.select(Meeting).order_by(Meeting.id.desc()).limit(1))
+
+    return {"current_meeting": latest}
+
+
 @bp.get("/")
 def index():
     db = get_db()
