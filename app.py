@@ -127,6 +127,7 @@ def register_security_headers(app: Flask) -> None:
 def main() -> None:
     """Run the embedded default: migrate the schema, load the COP-4 demo, print the accounts, serve."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     app = create_app()
     db.upgrade(app.config["DATABASE_URL"])
     with app.app_context():

@@ -109,3 +109,9 @@ def test_officer_pages_need_an_officer(app, delegate_client, online_session):
 
 def test_state_changes_need_csrf(officer_client, online_session):
     assert officer_client.post(f"/sessions/{online_session.id}/open").status_code == 400
+
+
+@pytest.mark.parametrize(("origin", "allowed"), [("http://localhost", True), ("http://evil.example", False)])
+def test_sockets_are_same_origin_only(client, origin, allowed):
+    response = client.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": origin})
+    assert (response.status_code == 200) is allowed
