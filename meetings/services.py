@@ -94,9 +94,7 @@ def register(
     now: dt.datetime,
 ) -> Registration:
     """A pending registration of user for meeting."""
-    existing = db.scalar(
-        sa.select(Registration).where(Registration.meeting_id == meeting.id, Registration.user_id == user.id)
-    )
+    existing = registration_of(db, meeting.id, user.id)
     if existing is not None:
         raise MeetingError("already_registered", f"You are already registered for {meeting.code}.")
     party = None
@@ -211,14 +209,16 @@ def _ensure_credentials(db: Session, meeting: Meeting, party: Party, now: dt.dat
         )
 
 
-def approved_registration(db: Session, meeting_id: int, user_id: int) -> Registration | None:
+def registration_of(db: Session, meeting_id: int, user_id: int) -> Registration | None:
+    """The user's registration for the meeting, whatever its status (there is at most one)."""
     return db.scalar(
-        sa.select(Registration).where(
-            Registration.meeting_id == meeting_id,
-            Registration.user_id == user_id,
-            Registration.status == RegistrationStatus.APPROVED,
-        )
+        sa.select(Registration).where(Registration.meeting_id == meeting_id, Registration.user_id == user_id)
     )
+
+
+def approved_registration(db: Session, meeting_id: int, user_id: int) -> Registration | None:
+    registration = registration_of(db, meeting_id, user_id)
+    return registration if registration and registration.status == RegistrationStatus.APPROVED else None
 
 
 # Session states ----------------------------------------------------------------------------
@@ -305,14 +305,7 @@ def _append(
     recorded_by: User | None = None,
     reason: str | None = None,
 ) -> AttendanceEvent:
-    registration = approved_registration(db, meeting_session.segment.meeting_id, user_id)
-    if registration is None:
-        registration = db.scalar(
-            sa.select(Registration).where(
-                Registration.meeting_id == meeting_session.segment.meeting_id,
-                Registration.user_id == user_id,
-            )
-        )
+    registration = registration_of(db, meeting_session.segment.meeting_id, user_id)
     event = AttendanceEvent(
         session_id=meeting_session.id,
         user_id=user_id,
@@ -417,12 +410,7 @@ def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: Use
         }
         raise CheckInError("session_closed", messages[meeting_session.state])
     segment = meeting_session.segment
-    registration = db.scalar(
-        sa.select(Registration).where(
-            Registration.meeting_id == segment.meeting_id,
-            Registration.user_id == user.id,
-        )
-    )
+    registration = registration_of(db, segment.meeting_id, user.id)
     if registration is None:
         raise CheckInError("not_registered", "You are not registered for this meeting.")
     if registration.status != RegistrationStatus.APPROVED:

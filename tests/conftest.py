@@ -176,18 +176,25 @@ def csrf_token(client, path: str = "/") -> str:
     return match.group(1)
 
 
+def post_password(client, email: str, password: str, next_url: str | None = None):
+    """Step 1 of the login, through the real form."""
+    path = "/auth/login" + (f"?next={next_url}" if next_url else "")
+    data = {"email": email, "password": password, "csrf_token": csrf_token(client, "/auth/login")}
+    return client.post(path, data=data)
+
+
+def post_code(client, code: str):
+    """Step 2 of the login, through the real form."""
+    return client.post("/auth/login/code", data={"code": code, "csrf_token": csrf_token(client, "/auth/login/code")})
+
+
 def login(client, email: str, password: str, secret: str, clock: Clock) -> None:
     """Log in through the real views: password, then the current code."""
-    response = client.post(
-        "/auth/login", data={"email": email, "password": password, "csrf_token": csrf_token(client, "/auth/login")}
-    )
+    response = post_password(client, email, password)
     assert response.status_code == 302, response.get_data(as_text=True)
     assert response.headers["Location"].endswith("/auth/login/code")
     clock.advance(30)
-    response = client.post(
-        "/auth/login/code",
-        data={"code": totp.code_at(secret, clock()), "csrf_token": csrf_token(client, "/auth/login/code")},
-    )
+    response = post_code(client, totp.code_at(secret, clock()))
     assert response.status_code == 302, response.get_data(as_text=True)
 
 

@@ -4,27 +4,16 @@ import threading
 
 import pytest
 import sqlalchemy as sa
-from conftest import csrf_token, login
+from conftest import csrf_token, login, post_code, post_password
 
 from auth import services, totp
 from auth.models import Authenticator, Role
 
 
-def post_login(client, email, password, next_url=None):
-    path = "/auth/login" + (f"?next={next_url}" if next_url else "")
-    return client.post(
-        path, data={"email": email, "password": password, "csrf_token": csrf_token(client, "/auth/login")}
-    )
-
-
-def post_code(client, code):
-    return client.post("/auth/login/code", data={"code": code, "csrf_token": csrf_token(client, "/auth/login/code")})
-
-
 def test_wrong_password_and_unknown_email_get_the_same_answer(client, make_user):
     make_user(Role.OFFICER, email="known@example.org", password="right password here")
-    wrong = post_login(client, "known@example.org", "wrong password here")
-    unknown = post_login(client, "nobody@example.org", "wrong password here")
+    wrong = post_password(client, "known@example.org", "wrong password here")
+    unknown = post_password(client, "nobody@example.org", "wrong password here")
     assert wrong.status_code == unknown.status_code == 401
     message = "That email and password do not match an account."
     assert message in wrong.get_data(as_text=True) and message in unknown.get_data(as_text=True)
@@ -32,7 +21,7 @@ def test_wrong_password_and_unknown_email_get_the_same_answer(client, make_user)
 
 def test_password_alone_does_not_log_in(client, make_user):
     make_user(Role.OFFICER, email="o@example.org", password="right password here")
-    post_login(client, "o@example.org", "right password here")
+    post_password(client, "o@example.org", "right password here")
     response = client.get("/sessions/1/dashboard")
     assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
 
@@ -43,7 +32,7 @@ def test_password_alone_does_not_log_in(client, make_user):
 )
 def test_malformed_codes_are_refused_with_a_message(client, make_user, code, message):
     make_user(Role.OFFICER, email="o@example.org", password="right password here")
-    post_login(client, "o@example.org", "right password here")
+    post_password(client, "o@example.org", "right password here")
     response = post_code(client, code)
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
@@ -51,7 +40,7 @@ def test_malformed_codes_are_refused_with_a_message(client, make_user, code, mes
 
 def test_wrong_code_is_refused(client, make_user, clock):
     _, secret = make_user(Role.OFFICER, email="o@example.org", password="right password here")
-    post_login(client, "o@example.org", "right password here")
+    post_password(client, "o@example.org", "right password here")
     wrong = totp.code_at(secret, clock.now.replace(year=2020))
     response = post_code(client, wrong)
     assert response.status_code == 401
@@ -60,7 +49,7 @@ def test_wrong_code_is_refused(client, make_user, clock):
 
 def test_code_step_expires(client, make_user, clock):
     _, secret = make_user(Role.OFFICER, email="o@example.org", password="right password here")
-    post_login(client, "o@example.org", "right password here")
+    post_password(client, "o@example.org", "right password here")
     token = csrf_token(client, "/auth/login/code")
     clock.advance(301)
     response = client.post("/auth/login/code", data={"code": totp.code_at(secret, clock()), "csrf_token": token})
@@ -72,7 +61,7 @@ def test_next_goes_back_to_a_local_page_only(app, make_user, clock):
     _, secret = make_user(Role.OFFICER, email="o@example.org", password="right password here")
     for next_url, expected in (("/sessions/1/dashboard", "/sessions/1/dashboard"), ("//evil.example/x", "/")):
         client = app.test_client()
-        post_login(client, "o@example.org", "right password here", next_url)
+        post_password(client, "o@example.org", "right password here", next_url)
         clock.advance(30)
         response = post_code(client, totp.code_at(secret, clock()))
         assert response.headers["Location"] == expected
@@ -98,7 +87,7 @@ def test_logout_needs_a_post_with_csrf(app, make_user, clock):
 def test_enrolment_keeps_its_secret_until_confirmed_and_burns_the_confirming_code(app, db, make_user, clock):
     user, _ = make_user(Role.OFFICER, email="o@example.org", password="right password here", enrolled=False)
     client = app.test_client()
-    response = post_login(client, "o@example.org", "right password here")
+    response = post_password(client, "o@example.org", "right password here")
     assert response.headers["Location"].endswith("/auth/enrol")
     first = client.get("/auth/enrol").get_data(as_text=True)
     assert client.get("/auth/enrol").get_data(as_text=True).count("totp-key") == 1
@@ -109,7 +98,7 @@ def test_enrolment_keeps_its_secret_until_confirmed_and_burns_the_confirming_cod
     assert response.status_code == 302
     client.post("/auth/logout", data={"csrf_token": csrf_token(client)})
     # The code that confirmed the enrolment cannot log in again.
-    post_login(client, "o@example.org", "right password here")
+    post_password(client, "o@example.org", "right password here")
     assert post_code(client, code).status_code == 401
 
 

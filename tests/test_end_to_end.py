@@ -6,7 +6,7 @@ import io
 import re
 
 import sqlalchemy as sa
-from conftest import csrf_token, login, socket_client
+from conftest import csrf_token, login, post_code, post_password, socket_client
 
 from auth import totp
 from auth.models import User
@@ -14,6 +14,7 @@ from meetings.demo import DEMO_ACCOUNTS
 from meetings.models import Party, Registration, RegistrationStatus
 
 DELEGATE, OFFICER, SECRETARIAT = DEMO_ACCOUNTS
+EMAIL, PASSWORD = "wanjiru.kamau@example.org", "a long enough passphrase"
 
 
 def demo_secret(db, email: str) -> str:
@@ -56,14 +57,7 @@ def test_register_approve_enrol_login_check_in_watch_and_export(app, db, cop4, c
     assert registration.party_id == nigeria.id and len(registration.segments) == 2
 
     # Before approval, the password alone gets a clear refusal, not a login.
-    response = delegate.post(
-        "/auth/login",
-        data={
-            "email": "wanjiru.kamau@example.org",
-            "password": "a long enough passphrase",
-            "csrf_token": csrf_token(delegate, "/auth/login"),
-        },
-    )
+    response = post_password(delegate, EMAIL, PASSWORD)
     assert response.status_code == 403
     assert "awaiting approval" in response.get_data(as_text=True)
 
@@ -80,14 +74,7 @@ def test_register_approve_enrol_login_check_in_watch_and_export(app, db, cop4, c
     assert db.get(Registration, registration.id).status == RegistrationStatus.APPROVED
 
     # 4. The delegate logs in, is sent to enrol, reads the key and confirms with a current code.
-    response = delegate.post(
-        "/auth/login",
-        data={
-            "email": "wanjiru.kamau@example.org",
-            "password": "a long enough passphrase",
-            "csrf_token": csrf_token(delegate, "/auth/login"),
-        },
-    )
+    response = post_password(delegate, EMAIL, PASSWORD)
     assert response.headers["Location"].endswith("/auth/enrol")
     page = delegate.get("/auth/enrol").get_data(as_text=True)
     assert "<svg" in page
@@ -103,18 +90,9 @@ def test_register_approve_enrol_login_check_in_watch_and_export(app, db, cop4, c
     clock.advance(30)
     code = totp.code_at(secret, clock())
     for attempt in ("first", "replay"):
-        response = delegate.post(
-            "/auth/login",
-            data={
-                "email": "wanjiru.kamau@example.org",
-                "password": "a long enough passphrase",
-                "csrf_token": csrf_token(delegate, "/auth/login"),
-            },
-        )
+        response = post_password(delegate, EMAIL, PASSWORD)
         assert response.headers["Location"].endswith("/auth/login/code")
-        response = delegate.post(
-            "/auth/login/code", data={"code": code, "csrf_token": csrf_token(delegate, "/auth/login/code")}
-        )
+        response = post_code(delegate, code)
         if attempt == "first":
             assert response.status_code == 302
             delegate.post("/auth/logout", data={"csrf_token": csrf_token(delegate)})
@@ -122,11 +100,7 @@ def test_register_approve_enrol_login_check_in_watch_and_export(app, db, cop4, c
             assert response.status_code == 401
             assert "already used" in response.get_data(as_text=True)
     clock.advance(30)
-    response = delegate.post(
-        "/auth/login/code",
-        data={"code": totp.code_at(secret, clock()), "csrf_token": csrf_token(delegate, "/auth/login/code")},
-    )
-    assert response.status_code == 302
+    assert post_code(delegate, totp.code_at(secret, clock())).status_code == 302
 
     # 6. An officer opens the session and watches its dashboard over Socket.IO.
     officer = app.test_client()
