@@ -14,7 +14,9 @@ import config
 import db
 from auth.login import login_manager
 from auth.views import bp as auth_bp
-from meetings import demo, services
+
+# admin_views, delegation_views, desk_views and self_views add their routes to the meetings blueprint.
+from meetings import admin_views, delegation_views, demo, desk_views, self_views, services  # noqa: F401
 from meetings.cli import db_cli, demo_cli, meetings_cli
 from meetings.events import NAMESPACE, LiveNamespace
 from meetings.models import CATEGORY_LABELS

@@ -34,7 +34,22 @@ class Config:
 
     WTF_CSRF_ENABLED = True
     WTF_CSRF_TIME_LIMIT = 3600
-    MAX_CONTENT_LENGTH = 1024 * 1024
+    # A whole request: the largest letter plus the form around it.
+    MAX_CONTENT_LENGTH = 6 * 1024 * 1024
+
+    # Mail: without MAIL_SERVER, messages stay in the outbox that the secretariat reads.
+    MAIL_SERVER = ""
+    MAIL_PORT = 587
+    MAIL_USE_TLS = True
+    MAIL_USERNAME = ""
+    MAIL_PASSWORD = ""
+    MAIL_SENDER = "COP Registration <no-reply@example.org>"
+    # Links sent by email stay valid this long (seconds).
+    EMAIL_LINK_MAX_AGE = 3 * 24 * 3600
+
+    # Uploaded nomination letters: PDF only, kept outside the web root. Empty means instance/uploads.
+    UPLOAD_FOLDER = ""
+    LETTER_MAX_BYTES = 5 * 1024 * 1024
 
     # werkzeug.security method string; scrypt costs about 100 ms per hash by default.
     PASSWORD_HASH_METHOD = "scrypt"

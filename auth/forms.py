@@ -34,3 +34,7 @@ class CodeForm(FlaskForm):
             "autofocus": True,
         },
     )
+
+
+class ResendForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254), Email(check_deliverability=False)])

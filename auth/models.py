@@ -53,7 +53,10 @@ class User(UserMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
-    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    # None until the person sets a password (members pre-registered by their focal point).
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    # None until the person follows the link mailed to the address.
+    email_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     title: Mapped[str | None] = mapped_column(sa.String(20))
     given_name: Mapped[str] = mapped_column(sa.String(100))
     family_name: Mapped[str] = mapped_column(sa.String(100))
@@ -127,3 +130,17 @@ class AuditEntry(Base):
     detail: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
     actor: Mapped[User | None] = relationship()
+
+
+class OutboxMessage(Base):
+    """An email the app sent or will send; without SMTP settings the outbox is where mail stays."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    to_address: Mapped[str] = mapped_column(sa.String(254), index=True)
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    body: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(sa.String(500))

@@ -71,7 +71,8 @@ def create_user(
 def check_password(db: Session, email: str, password: str) -> User:
     """The enabled account with this email and password; the same refusal whatever was wrong."""
     user = find_user(db, email)
-    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    stored = user.password_hash if user is not None else None
+    ok = verify_password(stored or _DUMMY_HASH, password) and stored is not None
     if user is None or not ok or not user.is_enabled:
         raise AuthError("bad_credentials", "That email and password do not match an account.")
     return user
@@ -157,3 +158,15 @@ def verify_code(db: Session, user: User, code: str, now: dt.datetime, window: in
             "That code was already used. Wait for the next code and enter it.",
         )
     return step
+
+
+def confirm_email(db: Session, user: User, now: dt.datetime) -> bool:
+    """Mark the user's address as confirmed; False if it already was."""
+    if user.email_confirmed_at is not None:
+        return False
+    user.email_confirmed_at = now
+    db.add(
+        AuditEntry(at=now, actor_id=user.id, action="user.email_confirmed", target_type="users", target_id=str(user.id))
+    )
+    db.flush()
+    return True

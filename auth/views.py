@@ -16,9 +16,10 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from auth import services, totp
-from auth.forms import CodeForm, LoginForm
+from auth import mail, services, tokens, totp
+from auth.forms import CodeForm, LoginForm, ResendForm
 from auth.login import PENDING_KEY, begin_pending_login, pending_login
+from auth.models import User
 from auth.qr import qr_svg
 from db import get_db, now
 
@@ -128,3 +129,56 @@ def logout():
     session.clear()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
+
+
+def send_confirmation(db, user: User) -> None:
+    """Queue the message whose link confirms the user's current email address."""
+    token = tokens.make_token(current_app.secret_key, tokens.CONFIRM_EMAIL, user.id, user.email)
+    url = url_for("auth.confirm_email", token=token, _external=True)
+    mail.queue(
+        db,
+        user.email,
+        "Confirm your email address",
+        f"Dear {user.full_name},\n\nPlease confirm your email address by opening this link:\n\n{url}\n\n"
+        "Your registration goes to the secretariat for review once the address is confirmed. "
+        "If you did not register, ignore this message." + mail.SIGNATURE,
+        now(),
+    )
+
+
+@bp.get("/confirm/<token>")
+def confirm_email(token: str):
+    db = get_db()
+    found = tokens.read_token(
+        current_app.secret_key, tokens.CONFIRM_EMAIL, token, current_app.config["EMAIL_LINK_MAX_AGE"]
+    )
+    user = db.get(User, found[0]) if found else None
+    if user is None or tokens.fingerprint(user.email) != found[1]:
+        flash("That confirmation link is not valid or has expired. Ask for a new one below.", "danger")
+        return redirect(url_for("auth.resend_confirmation"))
+    if services.confirm_email(db, user, now()):
+        db.commit()
+        flash("Thank you: your email address is confirmed. Your registration now goes to the secretariat.", "success")
+    else:
+        flash("Your email address was already confirmed.", "info")
+    return redirect(url_for("meetings.index"))
+
+
+@bp.route("/confirm", methods=["GET", "POST"])
+def resend_confirmation():
+    """Send a new confirmation link; the answer is the same whether or not the address has an account."""
+    form = ResendForm()
+    if form.validate_on_submit():
+        db = get_db()
+        user = services.find_user(db, form.email.data)
+        if user is not None and user.email_confirmed_at is None:
+            send_confirmation(db, user)
+            db.commit()
+            mail.deliver_now()
+        flash(
+            "If that address has an account waiting for confirmation, a new link is on its way. "
+            "Check your spam folder too.",
+            "info",
+        )
+        return redirect(url_for("auth.login"))
+    return render_template("auth/resend.html", form=form), 400 if form.errors else 200

@@ -181,6 +181,7 @@ def seed(db: Session, now: dt.datetime, hash_method: str = "scrypt") -> bool:
             role=account.role,
             hash_method=hash_method,
         )
+        user.email_confirmed_at = now
         db.add(Authenticator(user=user, secret=totp.new_secret(), created_at=now, confirmed_at=now))
         accounts[account.role] = user
     registration = services.register(

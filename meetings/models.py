@@ -91,6 +91,18 @@ class RegistrationStatus(enum.StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+class OnlineRole(enum.StrEnum):
+    """A delegate's role in online sessions: COP-4 allowed one designated speaker per delegation."""
+
+    SPEAKER = "speaker"
+    VIEWER = "viewer"
+
+
+class DocumentKind(enum.StrEnum):
+    NOMINATION_LETTER = "nomination_letter"
+    NOTE_VERBALE = "note_verbale"
+
+
 class CredentialsStatus(enum.StrEnum):
     NONE = "none"
     COPY = "copy"
@@ -233,7 +245,10 @@ class Registration(Base):
     """A participant registered for a meeting: whom they represent, which segments, and the decision."""
 
     __tablename__ = "registrations"
-    __table_args__ = (sa.UniqueConstraint("meeting_id", "user_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("meeting_id", "user_id"),
+        sa.Index("ix_registrations_meeting_status", "meeting_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     meeting_id: Mapped[int] = mapped_column(sa.ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
@@ -250,10 +265,20 @@ class Registration(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     decision_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    # The reference of the nomination letter (e.g. a note verbale's number), and/or the uploaded PDF.
     nomination_ref: Mapped[str | None] = mapped_column(sa.String(200))
+    letter_id: Mapped[int | None] = mapped_column(sa.ForeignKey("documents.id", ondelete="SET NULL"))
+    # The Party's national focal point, designated by the secretariat, registers its delegation.
+    focal_point: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    online_role: Mapped[OnlineRole | None] = mapped_column(enum_column(OnlineRole))
+    # Who submitted it when not the participant: the focal point who pre-registered them.
+    submitted_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     meeting: Mapped[Meeting] = relationship()
     user: Mapped[User] = relationship(foreign_keys=[user_id])
+    submitted_by: Mapped[User | None] = relationship(foreign_keys=[submitted_by_id])
+    letter: Mapped[Document | None] = relationship(foreign_keys=[letter_id])
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
     party: Mapped[Party | None] = relationship()
     segments: Mapped[list[Segment]] = relationship(secondary=registration_segments, order_by="Segment.starts_on")
@@ -262,6 +287,27 @@ class Registration(Base):
     @property
     def represents(self) -> str:
         return self.party.name if self.party else (self.organization or "")
+
+
+class Document(Base):
+    """An uploaded PDF (nomination letter or note verbale), stored outside the web root."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(sa.ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
+    # The Party whose delegation a note verbale covers; None for a personal nomination letter.
+    party_id: Mapped[int | None] = mapped_column(sa.ForeignKey("parties.id"))
+    kind: Mapped[DocumentKind] = mapped_column(enum_column(DocumentKind))
+    uploaded_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    original_name: Mapped[str] = mapped_column(sa.String(200))
+    # A random name under the upload folder: never derived from what the uploader typed.
+    stored_name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    uploaded_by: Mapped[User] = relationship()
 
 
 class Credentials(Base):

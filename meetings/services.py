@@ -147,6 +147,10 @@ def _decide(registration: Registration) -> None:
             "already_decided",
             f"This registration is already {registration.status.value}; only pending ones can be decided.",
         )
+    if registration.user.email_confirmed_at is None:
+        raise MeetingError(
+            "email_unconfirmed", f"{registration.user.email} has not confirmed the address yet; decide once it has."
+        )
 
 
 def approve(db: Session, registration: Registration, actor: User, now: dt.datetime) -> Badge:
@@ -567,6 +571,11 @@ def login_refusal(db: Session, user: User) -> str | None:
     """Why a participant may not log in yet (no approved registration), or None if they may."""
     if user.is_officer:
         return None
+    if user.email_confirmed_at is None:
+        return (
+            f"Please confirm your email address first: open the link we sent to {user.email}. "
+            "No message? Ask for a new link on the confirmation page."
+        )
     registrations = list(
         db.scalars(
             sa.select(Registration).where(Registration.user_id == user.id).options(selectinload(Registration.meeting))

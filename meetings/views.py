@@ -19,11 +19,13 @@ from flask import (
 from flask_login import current_user, login_required
 from wtforms.fields.choices import SelectChoice
 
+from auth import mail
 from auth import services as auth_services
 from auth.login import officer_required, secretariat_required
 from auth.models import Gender
+from auth.views import send_confirmation
 from db import get_db, now
-from meetings import services
+from meetings import notices, services
 from meetings.events import broadcast_session
 from meetings.exports import ATTENDANCE_COLUMNS, csv_lines
 from meetings.forms import ActionForm, RegistrationForm, RejectForm
@@ -118,10 +120,13 @@ def register(code: str):
             (field.errors if field is not None else form.form_errors).append(exc.message)
             status = 409
         else:
+            send_confirmation(db, user)
             db.commit()
+            mail.deliver_now()
             flash(
-                f"Thank you. Your registration for {meeting.code} is pending. The secretariat will review it; "
-                "once it is approved you can log in and set up your authenticator app.",
+                f"Thank you. We sent a link to {user.email}: open it to confirm your address, and your registration "
+                f"for {meeting.code} goes to the secretariat. Once it is approved you can log in and set up your "
+                "authenticator app.",
                 "success",
             )
             return redirect(url_for("meetings.index"))
@@ -218,11 +223,13 @@ def approve(registration_id: int):
         abort(400)
     try:
         badge = services.approve(db, registration, current_user, now())
+        notices.registration_decided(db, registration, url_for("auth.login", _external=True), now())
     except services.MeetingError as exc:
         db.rollback()
         flash(exc.message, "danger")
     else:
         db.commit()
+        mail.deliver_now()
         flash(
             f"Approved {registration.user.full_name}; badge {badge.number} issued.",
             "success",
@@ -243,11 +250,13 @@ def reject(registration_id: int):
         return redirect(url_for("meetings.registrations", code=registration.meeting.code))
     try:
         services.reject(db, registration, current_user, form.reason.data, now())
+        notices.registration_decided(db, registration, url_for("auth.login", _external=True), now())
     except services.MeetingError as exc:
         db.rollback()
         flash(exc.message, "danger")
     else:
         db.commit()
+        mail.deliver_now()
         flash(f"Rejected {registration.user.full_name}.", "success")
     return redirect(url_for("meetings.registrations", code=registration.meeting.code))
 

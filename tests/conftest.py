@@ -135,6 +135,7 @@ def make_user(db, clock):
             role=role,
             hash_method=TEST_HASH,
         )
+        user.email_confirmed_at = clock()
         secret = None
         if enrolled:
             secret = totp.new_secret()
@@ -196,6 +197,19 @@ def login(client, email: str, password: str, secret: str, clock: Clock) -> None:
     clock.advance(30)
     response = post_code(client, totp.code_at(secret, clock()))
     assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def mailed_link(db, to: str) -> str:
+    """The last link mailed to an address, as the recipient would click it (path only)."""
+    from auth.models import OutboxMessage
+
+    body = db.scalar(
+        sa.select(OutboxMessage.body).where(OutboxMessage.to_address == to).order_by(OutboxMessage.id.desc()).limit(1)
+    )
+    assert body, f"no mail to {to}"
+    match = re.search(r"http://localhost(/\S+)", body)
+    assert match, f"no link in the mail to {to}"
+    return match.group(1)
 
 
 def socket_client(app, client):

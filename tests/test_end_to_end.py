@@ -6,7 +6,7 @@ import io
 import re
 
 import sqlalchemy as sa
-from conftest import csrf_token, login, post_code, post_password, socket_client
+from conftest import csrf_token, login, mailed_link, post_code, post_password, socket_client
 
 from auth import totp
 from auth.models import User
@@ -56,6 +56,12 @@ def test_register_approve_enrol_login_check_in_watch_and_export(app, db, cop4, c
     assert registration.status == RegistrationStatus.PENDING
     assert registration.party_id == nigeria.id and len(registration.segments) == 2
 
+    # The address is confirmed through the mailed link before the secretariat sees the registration.
+    response = post_password(delegate, EMAIL, PASSWORD)
+    assert response.status_code == 403 and "confirm your email address first" in response.get_data(as_text=True)
+    assert delegate.get(mailed_link(db, EMAIL)).status_code == 302
+    assert "your email address is confirmed" in delegate.get("/").get_data(as_text=True)
+
     # Before approval, the password alone gets a clear refusal, not a login.
     response = post_password(delegate, EMAIL, PASSWORD)
     assert response.status_code == 403
@@ -72,6 +78,7 @@ def test_register_approve_enrol_login_check_in_watch_and_export(app, db, cop4, c
     assert response.status_code == 302
     db.expire_all()
     assert db.get(Registration, registration.id).status == RegistrationStatus.APPROVED
+    assert mailed_link(db, EMAIL) == "/auth/login"
 
     # 4. The delegate logs in, is sent to enrol, reads the key and confirms with a current code.
     response = post_password(delegate, EMAIL, PASSWORD)

@@ -23,7 +23,7 @@ def test_unknown_pages_and_meetings_say_so(client, cop4):
 
 
 def test_oversized_posts_are_refused(client, cop4):
-    response = client.post("/auth/login", data={"email": "x" * (2 * 1024 * 1024)})
+    response = client.post("/auth/login", data={"email": "x" * (7 * 1024 * 1024)})
     assert response.status_code == 413
     assert "larger than the server accepts" in response.get_data(as_text=True)
 

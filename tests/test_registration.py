@@ -2,9 +2,9 @@
 
 import pytest
 import sqlalchemy as sa
-from conftest import csrf_token, login
+from conftest import csrf_token, login, mailed_link
 
-from auth.models import AuditEntry, Role, User
+from auth.models import AuditEntry, OutboxMessage, Role, User
 from meetings.models import Badge, Registration, RegistrationStatus
 
 FORM = {
@@ -28,12 +28,49 @@ def submit(client, cop4, **changes):
     return client.post("/meetings/COP-4/register", data=data)
 
 
+def confirmed(client, db):
+    """Follow the confirmation link mailed to the registrant."""
+    assert client.get(mailed_link(db, FORM["email"])).status_code == 302
+
+
 def test_a_registration_is_pending_until_decided(client, db, cop4):
     response = submit(client, cop4)
     assert response.status_code == 302
-    assert "is pending" in client.get("/").get_data(as_text=True)
+    assert "We sent a link to ana.souza@example.org" in client.get("/").get_data(as_text=True)
     registration = db.scalar(sa.select(Registration).join(Registration.user).where(User.email == FORM["email"]))
     assert registration.status == RegistrationStatus.PENDING and registration.party.code == "BRA"
+    assert registration.user.email_confirmed_at is None
+
+
+def test_the_address_must_be_confirmed_before_a_decision(app, client, db, cop4, make_user, clock):
+    submit(client, cop4)
+    registration = db.scalar(sa.select(Registration).join(Registration.user).where(User.email == FORM["email"]))
+    _, secret = make_user(Role.SECRETARIAT, email="s@example.org", password="secretariat pass")
+    desk = app.test_client()
+    login(desk, "s@example.org", "secretariat pass", secret, clock)
+    response = desk.post(f"/secretariat/registrations/{registration.id}/approve", data={"csrf_token": csrf_token(desk)})
+    assert "has not confirmed the address yet" in desk.get(response.headers["Location"]).get_data(as_text=True)
+    confirmed(client, db)
+    desk.post(f"/secretariat/registrations/{registration.id}/approve", data={"csrf_token": csrf_token(desk)})
+    db.expire_all()
+    assert db.get(Registration, registration.id).status == RegistrationStatus.APPROVED
+
+
+def test_confirmation_links_cannot_be_forged_and_can_be_resent(client, db, cop4):
+    submit(client, cop4)
+    link = mailed_link(db, FORM["email"])
+    response = client.get(link[:-3] + "abc")
+    assert response.headers["Location"].endswith("/auth/confirm")
+    assert "not valid or has expired" in client.get("/auth/confirm").get_data(as_text=True)
+    for email in (FORM["email"], "nobody@example.org"):
+        response = client.post(
+            "/auth/confirm", data={"email": email, "csrf_token": csrf_token(client, "/auth/confirm")}
+        )
+        assert "If that address has an account waiting" in client.get(response.headers["Location"]).get_data(
+            as_text=True
+        )
+    assert client.get(mailed_link(db, FORM["email"])).status_code == 302
+    assert db.scalar(sa.select(User.email_confirmed_at).where(User.email == FORM["email"])) is not None
 
 
 @pytest.mark.parametrize(
@@ -69,6 +106,7 @@ def test_one_account_per_email(client, db, cop4):
 
 def test_the_secretariat_rejects_with_a_reason_the_delegate_reads(app, client, db, cop4, make_user, clock):
     submit(client, cop4)
+    confirmed(client, db)
     registration = db.scalar(sa.select(Registration).join(Registration.user).where(User.email == FORM["email"]))
     _, secret = make_user(Role.SECRETARIAT, email="s@example.org", password="secretariat pass")
     desk = app.test_client()
@@ -101,10 +139,14 @@ def test_the_secretariat_rejects_with_a_reason_the_delegate_reads(app, client, d
     )
     assert response.status_code == 403
     assert "No nomination letter was received." in response.get_data(as_text=True)
+    assert "No nomination letter was received." in db.scalar(
+        sa.select(OutboxMessage.body).where(OutboxMessage.to_address == FORM["email"]).order_by(OutboxMessage.id.desc())
+    )
 
 
 def test_approval_issues_a_badge_and_is_audited(app, client, db, cop4, make_user, clock):
     submit(client, cop4)
+    confirmed(client, db)
     registration = db.scalar(sa.select(Registration).join(Registration.user).where(User.email == FORM["email"]))
     _, secret = make_user(Role.SECRETARIAT, email="s@example.org", password="secretariat pass")
     desk = app.test_client()
