@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +13,13 @@ from sqlalchemy.orm import Session
 from auth import services as auth_services
 from auth import totp
 from auth.models import Authenticator, Gender, Role, User
-from meetings import services
+from meetings import parties, services
 from meetings.models import (
     Category,
     Convention,
     Function,
     Meeting,
     MeetingSession,
-    Party,
-    RegionalGroup,
     Segment,
     SegmentKind,
     SessionKind,
@@ -70,26 +67,10 @@ DEMO_ACCOUNTS = (
 )
 
 
-def load_parties(db: Session, convention: Convention, path: Path = PARTIES_CSV) -> int:
-    """Add the Parties listed in the CSV that are not there yet; return how many were added."""
-    known = set(db.scalars(sa.select(Party.code).where(Party.convention == convention)))
-    added = 0
-    with path.open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["code"] in known:
-                continue
-            db.add(
-                Party(
-                    convention=convention,
-                    code=row["code"],
-                    name=row["name"],
-                    regional_group=RegionalGroup(row["regional_group"]) if row["regional_group"] else None,
-                    entry_into_force_on=dt.date.fromisoformat(row["entry_into_force"]),
-                )
-            )
-            added += 1
-    db.flush()
-    return added
+def load_parties(db: Session, convention: Convention, now: dt.datetime, path: Path = PARTIES_CSV) -> int:
+    """Import the Parties of the CSV through the secretariat's import (checked, audited); return how many were added."""
+    result = parties.apply(db, convention, parties.parse_csv(path.read_bytes()), None, now, source="demo")
+    return len(result.added)
 
 
 def _at(day: str, time: str, tz: str) -> dt.datetime:
@@ -132,7 +113,7 @@ def seed(db: Session, now: dt.datetime, hash_method: str = "scrypt") -> bool:
     """Create the COP-4 demonstration meeting and accounts unless they exist; True if created."""
     if db.scalar(sa.select(Meeting.id).where(Meeting.code == MEETING_CODE)) is not None:
         return False
-    load_parties(db, Convention.MINAMATA)
+    load_parties(db, Convention.MINAMATA, now)
     meeting = Meeting(
         code=MEETING_CODE,
         title="Fourth meeting of the Conference of the Parties to the Minamata Convention on Mercury",
