@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 import config
 import db
+from auth import invite_views  # noqa: F401  (adds the set-password page to the auth blueprint)
 from auth.login import login_manager
 from auth.views import bp as auth_bp
 

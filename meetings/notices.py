@@ -48,3 +48,18 @@ def member_invited(
         + mail.SIGNATURE,
         now,
     )
+
+
+def focal_point_designated(db: Session, registration: Registration, delegation_url: str, now: dt.datetime) -> None:
+    user = registration.user
+    code = registration.meeting.code
+    mail.queue(
+        db,
+        user.email,
+        f"{code}: you are the national focal point of {registration.represents}",
+        f"Dear {user.full_name},\n\n"
+        f"The secretariat has designated you as national focal point of {registration.represents} for {code}.\n\n"
+        f"On the page of your delegation you can register its members, choose its designated speaker for the "
+        f"online segment and upload the delegation's note verbale:\n\n{delegation_url}" + mail.SIGNATURE,
+        now,
+    )
