@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     EmailField,
     PasswordField,
@@ -91,6 +92,13 @@ class RegistrationForm(FlaskForm):
         coerce=int,
         validators=[DataRequired("Choose at least one segment.")],
     )
+    nomination_ref = StringField(
+        "Nomination letter reference",
+        description="The number or date of the letter or note verbale that nominates you, if you have it.",
+        validators=[Optional(), Length(max=200), plain_text],
+    )
+    # Checked by content (size, PDF) in meetings.letters, never by its name or the browser's content type.
+    letter = FileField("Nomination letter (PDF)")
 
     def validate_party(self, field) -> None:
         if self.category.data == Category.PARTY.value and not field.data:
@@ -99,6 +107,20 @@ class RegistrationForm(FlaskForm):
     def validate_organization(self, field) -> None:
         if self.category.data != Category.PARTY.value and not (field.data or "").strip():
             raise ValidationError("Name the State or organization you represent.")
+
+
+class CorrectionForm(RegistrationForm):
+    """The details a participant may correct while the registration is pending: all but the email and password."""
+
+    # None removes a field inherited from RegistrationForm; the letter has its own form.
+    email = None
+    password = None
+    confirm = None
+    letter = None
+
+
+class LetterForm(FlaskForm):
+    letter = FileField("Nomination letter (PDF)", validators=[FileRequired("Choose the PDF file of the letter.")])
 
 
 class RejectForm(FlaskForm):

@@ -13,7 +13,6 @@ from flask import (
     flash,
     redirect,
     render_template,
-    request,
     url_for,
 )
 from flask_login import current_user, login_required
@@ -25,19 +24,16 @@ from auth.login import officer_required, secretariat_required
 from auth.models import Gender
 from auth.views import send_confirmation
 from db import get_db, now
-from meetings import notices, services
+from meetings import services
 from meetings.events import broadcast_session
 from meetings.exports import ATTENDANCE_COLUMNS, csv_lines
-from meetings.forms import ActionForm, RegistrationForm, RejectForm
+from meetings.forms import ActionForm, RegistrationForm
 from meetings.models import (
-    CATEGORY_LABELS,
-    FUNCTION_LABELS,
     Category,
     Meeting,
     MeetingSession,
     Party,
     Registration,
-    RegistrationStatus,
 )
 
 bp = Blueprint("meetings", __name__)
@@ -92,7 +88,13 @@ def register(code: str):
     ]
     status = 200
     if form.validate_on_submit():
+        # Kept inside the view: this function is the only part of the module the letters feature touches.
+        from meetings import letters, selfservice
+
+        folder = letters.folder_of(current_app.config, current_app.instance_path)
         try:
+            # The letter is checked first: a refused upload leaves no account and no registration behind.
+            letter = letters.read_letter(form.letter.data, current_app.config["LETTER_MAX_BYTES"])
             user = auth_services.create_user(
                 db,
                 email=form.email.data,
@@ -103,7 +105,7 @@ def register(code: str):
                 title=form.title.data,
                 hash_method=current_app.config["PASSWORD_HASH_METHOD"],
             )
-            services.register(
+            registration = services.register(
                 db,
                 meeting=meeting,
                 user=user,
@@ -114,19 +116,51 @@ def register(code: str):
                 organization=form.organization.data,
                 now=now(),
             )
+            # The file is deleted again if anything below fails, the commit included.
+            with letters.kept_if_committed(folder, letter) as stored_name:
+                selfservice.nominate(
+                    db,
+                    registration,
+                    reference=form.nomination_ref.data,
+                    letter=letter,
+                    stored_name=stored_name,
+                    actor=user,
+                    now=now(),
+                )
+                manage_url = url_for(
+                    "meetings.my_registration",
+                    token=selfservice.manage_token(current_app.secret_key, registration),
+                    _external=True,
+                )
+                selfservice.mail_manage_link(
+                    db,
+                    registration,
+                    manage_url,
+                    current_app.config["EMAIL_LINK_MAX_AGE"] // 86400,
+                    now(),
+                    received=True,
+                )
+                # Queued last, the confirmation is on top of the inbox: it is the message to open first.
+                send_confirmation(db, user)
+                db.commit()
         except (auth_services.AuthError, services.MeetingError) as exc:
             db.rollback()
-            field = {"email_taken": form.email, "unknown_party": form.party}.get(exc.code)
+            field = {
+                "email_taken": form.email,
+                "unknown_party": form.party,
+                "letter_empty": form.letter,
+                "letter_too_large": form.letter,
+                "letter_not_pdf": form.letter,
+            }.get(exc.code)
             (field.errors if field is not None else form.form_errors).append(exc.message)
-            status = 409
+            status = 400 if field is form.letter else 409
         else:
-            send_confirmation(db, user)
-            db.commit()
             mail.deliver_now()
             flash(
                 f"Thank you. We sent a link to {user.email}: open it to confirm your address, and your registration "
                 f"for {meeting.code} goes to the secretariat. Once it is approved you can log in and set up your "
-                "authenticator app.",
+                "authenticator app. A second message has a link to review, correct or withdraw your registration "
+                "while it is pending.",
                 "success",
             )
             return redirect(url_for("meetings.index"))
@@ -185,80 +219,11 @@ def change_state(session_id: int, action: str):
     return redirect(url_for("meetings.dashboard", session_id=session_id))
 
 
-@bp.get("/secretariat/meetings/<code>/registrations")
-@secretariat_required
-def registrations(code: str):
-    meeting = _meeting_or_404(code)
-    status_name = request.args.get("status", RegistrationStatus.PENDING.value)
-    # Any other value, such as "all", lists every registration.
-    status = RegistrationStatus(status_name) if status_name in {s.value for s in RegistrationStatus} else None
-    rows = services.pending_first(get_db(), meeting, status)
-    return render_template(
-        "meetings/registrations.html",
-        meeting=meeting,
-        rows=rows,
-        status=status_name,
-        statuses=list(RegistrationStatus),
-        sessions=services.sessions_of(get_db(), meeting),
-        action_form=ActionForm(),
-        reject_form=RejectForm(),
-        categories=CATEGORY_LABELS,
-        functions=FUNCTION_LABELS,
-    )
-
-
 def _registration_or_404(registration_id: int) -> Registration:
     registration = get_db().get(Registration, registration_id)
     if registration is None:
         abort(404)
     return registration
-
-
-@bp.post("/secretariat/registrations/<int:registration_id>/approve")
-@secretariat_required
-def approve(registration_id: int):
-    db = get_db()
-    registration = _registration_or_404(registration_id)
-    if not ActionForm().validate_on_submit():
-        abort(400)
-    try:
-        badge = services.approve(db, registration, current_user, now())
-        notices.registration_decided(db, registration, url_for("auth.login", _external=True), now())
-    except services.MeetingError as exc:
-        db.rollback()
-        flash(exc.message, "danger")
-    else:
-        db.commit()
-        mail.deliver_now()
-        flash(
-            f"Approved {registration.user.full_name}; badge {badge.number} issued.",
-            "success",
-        )
-    return redirect(url_for("meetings.registrations", code=registration.meeting.code))
-
-
-@bp.post("/secretariat/registrations/<int:registration_id>/reject")
-@secretariat_required
-def reject(registration_id: int):
-    db = get_db()
-    registration = _registration_or_404(registration_id)
-    form = RejectForm()
-    if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(f"Not rejected: {message}", "danger")
-        return redirect(url_for("meetings.registrations", code=registration.meeting.code))
-    try:
-        services.reject(db, registration, current_user, form.reason.data, now())
-        notices.registration_decided(db, registration, url_for("auth.login", _external=True), now())
-    except services.MeetingError as exc:
-        db.rollback()
-        flash(exc.message, "danger")
-    else:
-        db.commit()
-        mail.deliver_now()
-        flash(f"Rejected {registration.user.full_name}.", "success")
-    return redirect(url_for("meetings.registrations", code=registration.meeting.code))
 
 
 @bp.get("/secretariat/sessions/<int:session_id>/attendance.csv")
