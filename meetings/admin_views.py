@@ -26,7 +26,7 @@ from meetings import parties, services
 from meetings.exports import csv_lines
 from meetings.forms import ActionForm
 from meetings.models import Meeting, MeetingSession, Party, RegionalGroup, Registration
-from meetings.views import _meeting_or_404, bp
+from meetings.views import bp, meeting_or_404
 
 ACCOUNTS_PER_PAGE = 25
 AUDIT_PER_PAGE = 50
@@ -203,7 +203,7 @@ def _today(meeting: Meeting) -> dt.date:
 @secretariat_required
 def parties_list(code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     search = request.args.get("q", "").strip()[:100]
     group_name = request.args.get("group", "")
     group = RegionalGroup(group_name) if group_name in parties.GROUPS else None
@@ -226,7 +226,7 @@ def parties_list(code: str):
 @bp.get("/secretariat/meetings/<code>/parties.csv")
 @secretariat_required
 def parties_csv(code: str):
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     rows = parties.export_rows(get_db(), meeting.convention)
     return Response(
         csv_lines(list(parties.COLUMNS), rows),
@@ -239,7 +239,7 @@ def parties_csv(code: str):
 @secretariat_required
 def party_new(code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     form = PartyForm()
     status = 200
     if form.validate_on_submit():
@@ -262,7 +262,7 @@ def party_new(code: str):
 @secretariat_required
 def party_edit(code: str, party_code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     party = _party_or_404(meeting, party_code)
     form = PartyForm(
         name=party.name,
@@ -302,7 +302,7 @@ def party_edit(code: str, party_code: str):
 @secretariat_required
 def party_delete(code: str, party_code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     party = _party_or_404(meeting, party_code)
     if not ActionForm().validate_on_submit():
         abort(400)
@@ -322,7 +322,7 @@ def party_delete(code: str, party_code: str):
 @secretariat_required
 def party_import(code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     form = PartyImportForm()
     refused: parties.ImportRefused | None = None
     status = 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 from werkzeug.utils import secure_filename
@@ -14,7 +13,7 @@ from auth import mail, tokens
 from auth.login import secretariat_required
 from auth.models import Gender
 from db import get_db, now
-from meetings import delegations, notices, services
+from meetings import delegations, letters, notices, services
 from meetings.delegation_forms import CredentialsForm, MemberForm, NoteVerbaleForm, OnlineRoleForm
 from meetings.delegations import CREDENTIALS_LABELS, ONLINE_ROLE_LABELS
 from meetings.forms import ActionForm
@@ -30,7 +29,7 @@ from meetings.models import (
     Registration,
     RegistrationStatus,
 )
-from meetings.views import bp
+from meetings.views import bp, meeting_or_404, registration_or_404
 
 
 @bp.app_context_processor
@@ -46,29 +45,11 @@ def delegation_nav() -> dict:
     return {"my_delegation_meeting": my_delegation_meeting}
 
 
-def _meeting_or_404(code: str) -> Meeting:
-    meeting = get_db().scalar(sa.select(Meeting).where(Meeting.code == code))
-    if meeting is None:
-        abort(404)
-    return meeting
-
-
-def _registration_or_404(registration_id: int) -> Registration:
-    registration = get_db().get(Registration, registration_id)
-    if registration is None:
-        abort(404)
-    return registration
-
-
 def _party_or_404(meeting: Meeting, code: str) -> Party:
     party = services.find_party(get_db(), meeting, code)
     if party is None:
         abort(404)
     return party
-
-
-def _upload_folder():
-    return delegations.upload_folder(current_app.config["UPLOAD_FOLDER"], current_app.instance_path)
 
 
 # The secretariat ---------------------------------------------------------------------------
@@ -79,7 +60,7 @@ GROUP_CHOICES = [("", "All regional groups")] + [(g.value, g.value) for g in Reg
 @bp.get("/secretariat/meetings/<code>/delegations")
 @secretariat_required
 def delegations_overview(code: str):
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     group = request.args.get("group", "")
     credentials = request.args.get("credentials", "")
     # Unknown filter values are ignored rather than refused: the list is then simply unfiltered.
@@ -106,7 +87,7 @@ def delegations_overview(code: str):
 @secretariat_required
 def delegation(code: str, party_code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     party = _party_or_404(meeting, party_code)
     registrations = delegations.members(db, meeting, party)
     credentials = delegations.credentials_of(db, meeting, party)
@@ -136,7 +117,7 @@ def delegation(code: str, party_code: str):
 @secretariat_required
 def change_credentials(code: str, party_code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     party = _party_or_404(meeting, party_code)
     form = CredentialsForm()
     if not form.validate_on_submit():
@@ -166,7 +147,7 @@ def _back_to_delegation(registration: Registration):
 @secretariat_required
 def designate_focal_point(registration_id: int):
     db = get_db()
-    registration = _registration_or_404(registration_id)
+    registration = registration_or_404(registration_id)
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
@@ -194,7 +175,7 @@ def designate_focal_point(registration_id: int):
 @secretariat_required
 def remove_focal_point(registration_id: int):
     db = get_db()
-    registration = _registration_or_404(registration_id)
+    registration = registration_or_404(registration_id)
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
@@ -218,7 +199,7 @@ def note_verbale_file(document_id: int):
         abort(404)
     if not delegations.may_download(db, current_user, document):
         abort(403)
-    path = delegations.stored_path(_upload_folder(), document)
+    path = letters.document_path(current_app.config, current_app.instance_path, document.stored_name)
     if not path.is_file():
         abort(404)
     return send_file(
@@ -337,7 +318,7 @@ def my_delegation():
 
 
 def _member_of(focal_for_meeting, registration_id: int) -> tuple[Registration, Registration]:
-    registration = _registration_or_404(registration_id)
+    registration = registration_or_404(registration_id)
     focal = focal_for_meeting(registration.meeting_id)
     if registration.party_id != focal.party_id:
         abort(403)
@@ -394,26 +375,20 @@ def upload_note_verbale():
     form = NoteVerbaleForm()
     if not form.validate_on_submit():
         return _render_my_delegation(focal, letter_form=form, status=400)
-    max_bytes = current_app.config["LETTER_MAX_BYTES"]
-    upload = form.letter.data
-    # One byte past the cap is enough to know it is too large, without reading the rest.
-    data = upload.stream.read(max_bytes + 1)
-    folder = _upload_folder()
+    folder = letters.folder_of(current_app.config, current_app.instance_path)
     try:
-        result = delegations.upload_note_verbale(
-            db, focal, original_name=upload.filename or "", data=data, folder=folder, max_bytes=max_bytes, now=now()
-        )
+        letter = letters.read_letter(form.letter.data, current_app.config["LETTER_MAX_BYTES"], "the note verbale")
+        if letter is None:
+            raise services.MeetingError("letter_empty", "Choose the PDF of the note verbale.")
+        # The file is deleted again if anything below fails, the commit included.
+        with letters.kept_if_committed(folder, letter) as stored_name:
+            result = delegations.upload_note_verbale(db, focal, letter=letter, stored_name=stored_name, now=now())
+            db.commit()
     except services.MeetingError as exc:
         db.rollback()
         form.letter.errors.append(exc.message)
         return _render_my_delegation(focal, letter_form=form, status=400)
-    try:
-        db.commit()
-    except Exception:
-        # Nothing points to the file if the row was not saved.
-        delegations.discard_file(folder, result.document.stored_name)
-        raise
-    delegations.discard_file(folder, result.replaced_file)
+    letters.discard(folder, result.replaced_file)
     flash(
         f"The note verbale “{result.document.original_name}” is uploaded and linked to the delegation's members.",
         "success",

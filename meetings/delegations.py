@@ -7,11 +7,8 @@ whose message a focal point or the secretariat understands.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import secrets
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from auth.models import AuditEntry, Gender, User
 from auth.services import find_user, normalize_email
+from meetings.letters import Letter
 from meetings.models import (
     Category,
     Credentials,
@@ -49,8 +47,6 @@ ONLINE_ROLE_LABELS = {
 
 # Registrations that still count in a delegation: a withdrawn or rejected speaker frees the seat.
 ACTIVE = (RegistrationStatus.PENDING, RegistrationStatus.APPROVED)
-
-PDF_MAGIC = b"%PDF-"
 
 
 # Reading delegations -----------------------------------------------------------------------
@@ -447,46 +443,6 @@ def check_can_invite(focal: Registration, registration: Registration) -> None:
 # The note verbale --------------------------------------------------------------------------
 
 
-def upload_folder(configured: str, instance_path: str) -> Path:
-    """Where uploads live: UPLOAD_FOLDER, or <instance>/uploads; never under static/."""
-    return Path(configured) if configured else Path(instance_path) / "uploads"
-
-
-def check_pdf(data: bytes, max_bytes: int) -> None:
-    """A PDF by its content (the name and the browser's type prove nothing), and not too large."""
-    if not data:
-        raise MeetingError("empty_file", "The file is empty. Choose the PDF of the note verbale.")
-    if len(data) > max_bytes:
-        raise MeetingError(
-            "too_large", f"The file is larger than {max_bytes / 1024 / 1024:.0f} MB. Scan it at a lower resolution."
-        )
-    if not data.startswith(PDF_MAGIC):
-        raise MeetingError("not_pdf", "This file is not a PDF. Save or scan the note verbale as PDF and upload that.")
-
-
-def write_file(folder: Path, stored_name: str, data: bytes) -> None:
-    """Write an upload under its random name; never overwrite anything."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / stored_name
-    # "x" refuses an existing file, which is then someone else's and must stay.
-    with path.open("xb") as handle:
-        try:
-            handle.write(data)
-        except OSError:
-            path.unlink(missing_ok=True)
-            raise
-
-
-def discard_file(folder: Path, stored_name: str | None) -> None:
-    """Remove an upload that no row points to (any longer)."""
-    if stored_name:
-        (folder / stored_name).unlink(missing_ok=True)
-
-
-def stored_path(folder: Path, document: Document) -> Path:
-    return folder / document.stored_name
-
-
 @dataclass(frozen=True, slots=True)
 class Upload:
     """What an upload did: the new document, and the file of the one it replaced, to remove after the commit."""
@@ -496,34 +452,24 @@ class Upload:
 
 
 def upload_note_verbale(
-    db: Session,
-    focal: Registration,
-    *,
-    original_name: str,
-    data: bytes,
-    folder: Path,
-    max_bytes: int,
-    now: dt.datetime,
+    db: Session, focal: Registration, *, letter: Letter, stored_name: str, now: dt.datetime
 ) -> Upload:
-    """Store the delegation's note verbale and link it to its members' registrations; one per delegation.
+    """Record the delegation's note verbale (already stored as stored_name) and link it to its members.
 
-    The row is flushed before the file is written, so a refused or failed upload leaves neither behind
-    (the caller removes the file if the commit fails, and the replaced one's file once it succeeds).
+    One per delegation: a new one replaces the last, whose file the caller removes after the commit.
     """
     _check_focal_point(focal)
-    check_pdf(data, max_bytes)
     meeting, party = focal.meeting, focal.party
     previous = note_verbale(db, meeting, party)
-    name = (original_name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()[:200] or "note-verbale.pdf"
     document = Document(
         meeting_id=meeting.id,
         party_id=party.id,
         kind=DocumentKind.NOTE_VERBALE,
         uploaded_by_id=focal.user_id,
-        original_name=name,
-        stored_name=secrets.token_hex(16) + ".pdf",
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        original_name=letter.original_name,
+        stored_name=stored_name,
+        size=letter.size,
+        sha256=letter.sha256,
         uploaded_at=now,
     )
     db.add(document)
@@ -544,12 +490,6 @@ def upload_note_verbale(
         db.delete(previous)
     audit(db, focal.user, "note_verbale.uploaded", document, now, party=party.code, members=linked, replaced=replaced)
     db.flush()
-    try:
-        write_file(folder, document.stored_name, data)
-    except OSError:
-        raise MeetingError(
-            "storage_failed", "The letter could not be stored, and nothing was saved. Please try again."
-        ) from None
     return Upload(document, replaced_file)
 
 

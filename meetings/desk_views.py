@@ -17,7 +17,7 @@ from db import get_db, now
 from meetings import desk, notices, services
 from meetings.forms import ActionForm, RejectForm, plain_text
 from meetings.models import CATEGORY_LABELS, FUNCTION_LABELS, RegionalGroup
-from meetings.views import _meeting_or_404, _registration_or_404, bp
+from meetings.views import bp, meeting_or_404, registration_or_404
 
 # A flash listing more refusals than this would bury the page; the rest are counted.
 REFUSALS_SHOWN = 10
@@ -55,7 +55,7 @@ def _list_url(code: str) -> str:
 @secretariat_required
 def registrations(code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     query = desk.ListQuery.from_args(request.args)
     page = desk.list_registrations(db, meeting, query)
     # A page beyond the end shows the last one; its links must say so.
@@ -91,7 +91,7 @@ def registrations(code: str):
 @secretariat_required
 def bulk_decide(code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     form = BulkDecisionForm()
     if not form.validate_on_submit():
         if form.csrf_token.errors:
@@ -132,7 +132,7 @@ def bulk_decide(code: str):
 @bp.get("/secretariat/meetings/<code>/registrations/stats")
 @secretariat_required
 def registration_stats(code: str):
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     status = request.args.get("status", "all")
     status = status if status in desk.STATUS_FILTERS else "all"
     return render_template(
@@ -150,7 +150,7 @@ def registration_stats(code: str):
 @secretariat_required
 def approve(registration_id: int):
     db = get_db()
-    registration = _registration_or_404(registration_id)
+    registration = registration_or_404(registration_id)
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
@@ -170,7 +170,7 @@ def approve(registration_id: int):
 @secretariat_required
 def reject(registration_id: int):
     db = get_db()
-    registration = _registration_or_404(registration_id)
+    registration = registration_or_404(registration_id)
     form = RejectForm()
     if not form.validate_on_submit():
         for errors in form.errors.values():

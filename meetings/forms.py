@@ -77,11 +77,12 @@ class RegistrationForm(FlaskForm):
         validators=[DataRequired(message="Choose one; “Prefer not to say” is a choice.")],
     )
     category = SelectField("Category", choices=[SelectChoice(c.value, label) for c, label in CATEGORY_LABELS.items()])
-    party = SelectField("Party represented", validators=[Optional()], validate_choice=False)
+    # No Optional(): it would stop the chain before validate_party / validate_organization run.
+    party = SelectField("Party represented", validate_choice=False)
     organization = StringField(
         "State or organization represented",
         description="For observers: the non-Party State, organization or media outlet.",
-        validators=[Optional(), Length(max=200), plain_text],
+        validators=[Length(max=200), plain_text],
     )
     function = SelectField(
         "Function in the delegation",

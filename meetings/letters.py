@@ -73,14 +73,14 @@ def clean_name(filename: str | None) -> str:
     return name
 
 
-def read_letter(upload: Upload | None, max_bytes: int) -> Letter | None:
+def read_letter(upload: Upload | None, max_bytes: int, what: str = "your nomination letter") -> Letter | None:
     """The letter in an upload field, None if no file was chosen; refused if empty, too large or not a PDF."""
     if upload is None or not upload.filename:
         return None
     # One byte more than allowed is enough to know it is too large, without reading all of it.
     data = upload.stream.read(max_bytes + 1)
     if not data:
-        raise MeetingError("letter_empty", "The file is empty. Choose the PDF of your nomination letter.")
+        raise MeetingError("letter_empty", f"The file is empty. Choose the PDF of {what}.")
     if len(data) > max_bytes:
         raise MeetingError(
             "letter_too_large",
@@ -89,9 +89,14 @@ def read_letter(upload: Upload | None, max_bytes: int) -> Letter | None:
     if not is_pdf(data):
         raise MeetingError(
             "letter_not_pdf",
-            "This file is not a PDF (whatever its name says). Save or scan the letter as a PDF and upload that.",
+            f"This file is not a PDF (whatever its name says). Save or scan {what} as a PDF and upload that.",
         )
     return Letter(data=data, original_name=clean_name(upload.filename))
+
+
+def document_path(config: dict, instance_path: str, stored_name: str) -> Path:
+    """Where a stored document's file is."""
+    return path_of(folder_of(config, instance_path), stored_name)
 
 
 def folder_of(config: dict, instance_path: str) -> Path:

@@ -63,3 +63,31 @@ def focal_point_designated(db: Session, registration: Registration, delegation_u
         f"online segment and upload the delegation's note verbale:\n\n{delegation_url}" + mail.SIGNATURE,
         now,
     )
+
+
+def manage_link(
+    db: Session, registration: Registration, url: str, valid_days: int, now: dt.datetime, *, received: bool = False
+) -> None:
+    """Queue the message carrying the manage link: on registering (received=True), or when asked for again."""
+    user = registration.user
+    meeting = registration.meeting
+    if received:
+        subject = f"{meeting.code}: registration received"
+        opening = (
+            f"We received your registration for {meeting.code}, {meeting.title}. Once you confirm your email address "
+            "(a separate message has the link), it goes to the secretariat for review."
+        )
+    else:
+        subject = f"{meeting.code}: the link to your registration"
+        opening = f"Here is the link to your registration for {meeting.code}, as you asked."
+    mail.queue(
+        db,
+        user.email,
+        subject,
+        f"Dear {user.full_name},\n\n{opening}\n\n"
+        "Open it to see where your registration stands. Until the secretariat decides, you can also correct your "
+        f"details, add your nomination letter or withdraw the registration there:\n\n{url}\n\n"
+        f"The link works for {valid_days} days and until the registration is decided; you can ask for a new one on "
+        "the registration page. Keep it to yourself: whoever has it can change your registration." + mail.SIGNATURE,
+        now,
+    )

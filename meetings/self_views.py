@@ -29,7 +29,7 @@ from auth.forms import ResendForm
 from auth.login import login_manager, secretariat_required
 from auth.models import GENDER_LABELS, Gender, OutboxMessage
 from db import get_db, now
-from meetings import letters, selfservice, services
+from meetings import letters, notices, selfservice, services
 from meetings.forms import ActionForm, CorrectionForm, LetterForm
 from meetings.models import (
     FUNCTION_LABELS,
@@ -342,9 +342,7 @@ def request_manage_link():
                 token=selfservice.manage_token(current_app.secret_key, registration),
                 _external=True,
             )
-            selfservice.mail_manage_link(
-                db, registration, url, current_app.config["EMAIL_LINK_MAX_AGE"] // 86400, now()
-            )
+            notices.manage_link(db, registration, url, current_app.config["EMAIL_LINK_MAX_AGE"] // 86400, now())
         if registrations:
             db.commit()
             mail.deliver_now()

@@ -124,24 +124,10 @@ def register(
     return registration
 
 
-def pending_first(db: Session, meeting: Meeting, status: RegistrationStatus | None = None) -> list[Registration]:
-    """Registrations of a meeting, oldest pending first."""
-    query = (
-        sa.select(Registration)
-        .where(Registration.meeting_id == meeting.id)
-        .options(
-            selectinload(Registration.user),
-            selectinload(Registration.party),
-            selectinload(Registration.segments),
-        )
-        .order_by(Registration.submitted_at, Registration.id)
-    )
-    if status is not None:
-        query = query.where(Registration.status == status)
-    return list(db.scalars(query))
-
-
-def _decide(registration: Registration) -> None:
+def _decide(db: Session, registration: Registration) -> None:
+    # Lock the row (PostgreSQL) and read its status afresh, so that a decision cannot overwrite a
+    # withdrawal or another decision made at the same moment.
+    db.refresh(registration, with_for_update=True)
     if registration.status != RegistrationStatus.PENDING:
         raise MeetingError(
             "already_decided",
@@ -155,7 +141,7 @@ def _decide(registration: Registration) -> None:
 
 def approve(db: Session, registration: Registration, actor: User, now: dt.datetime) -> Badge:
     """Approve a pending registration and issue its first badge."""
-    _decide(registration)
+    _decide(db, registration)
     registration.status = RegistrationStatus.APPROVED
     registration.decided_at = now
     registration.decided_by = actor
@@ -176,7 +162,7 @@ def approve(db: Session, registration: Registration, actor: User, now: dt.dateti
 
 def reject(db: Session, registration: Registration, actor: User, reason: str, now: dt.datetime) -> None:
     """Reject a pending registration, with the reason the delegate will read."""
-    _decide(registration)
+    _decide(db, registration)
     reason = reason.strip()
     if not reason:
         raise MeetingError(

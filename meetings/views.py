@@ -24,7 +24,7 @@ from auth.login import officer_required, secretariat_required
 from auth.models import Gender
 from auth.views import send_confirmation
 from db import get_db, now
-from meetings import services
+from meetings import letters, notices, selfservice, services
 from meetings.events import broadcast_session
 from meetings.exports import ATTENDANCE_COLUMNS, csv_lines
 from meetings.forms import ActionForm, RegistrationForm
@@ -39,14 +39,21 @@ from meetings.models import (
 bp = Blueprint("meetings", __name__)
 
 
-def _meeting_or_404(code: str) -> Meeting:
+def meeting_or_404(code: str) -> Meeting:
     meeting = get_db().scalar(sa.select(Meeting).where(Meeting.code == code))
     if meeting is None:
         abort(404)
     return meeting
 
 
-def _session_or_404(session_id: int) -> MeetingSession:
+def registration_or_404(registration_id: int) -> Registration:
+    registration = get_db().get(Registration, registration_id)
+    if registration is None:
+        abort(404)
+    return registration
+
+
+def session_or_404(session_id: int) -> MeetingSession:
     meeting_session = get_db().get(MeetingSession, session_id)
     if meeting_session is None:
         abort(404)
@@ -78,7 +85,7 @@ def index():
 @bp.route("/meetings/<code>/register", methods=["GET", "POST"])
 def register(code: str):
     db = get_db()
-    meeting = _meeting_or_404(code)
+    meeting = meeting_or_404(code)
     form = RegistrationForm()
     parties = list(db.scalars(sa.select(Party).where(Party.convention == meeting.convention).order_by(Party.name)))
     form.party.choices = [SelectChoice("", "Choose a Party…")] + [SelectChoice(p.code, p.name) for p in parties]
@@ -88,9 +95,6 @@ def register(code: str):
     ]
     status = 200
     if form.validate_on_submit():
-        # Kept inside the view: this function is the only part of the module the letters feature touches.
-        from meetings import letters, selfservice
-
         folder = letters.folder_of(current_app.config, current_app.instance_path)
         try:
             # The letter is checked first: a refused upload leaves no account and no registration behind.
@@ -132,7 +136,7 @@ def register(code: str):
                     token=selfservice.manage_token(current_app.secret_key, registration),
                     _external=True,
                 )
-                selfservice.mail_manage_link(
+                notices.manage_link(
                     db,
                     registration,
                     manage_url,
@@ -173,7 +177,7 @@ def register(code: str):
 @login_required
 def session_page(session_id: int):
     """A delegate's page for a session: opening it checks them in (online sessions)."""
-    meeting_session = _session_or_404(session_id)
+    meeting_session = session_or_404(session_id)
     registration = services.approved_registration(get_db(), meeting_session.segment.meeting_id, current_user.id)
     return render_template(
         "meetings/session.html",
@@ -185,7 +189,7 @@ def session_page(session_id: int):
 @bp.get("/sessions/<int:session_id>/dashboard")
 @officer_required
 def dashboard(session_id: int):
-    meeting_session = _session_or_404(session_id)
+    meeting_session = session_or_404(session_id)
     state = services.dashboard_state(get_db(), meeting_session)
     transitions = [
         (action, action.capitalize(), sorted(s.value for s in services.TRANSITIONS[action][0]))
@@ -204,7 +208,7 @@ def dashboard(session_id: int):
 @officer_required
 def change_state(session_id: int, action: str):
     db = get_db()
-    meeting_session = _session_or_404(session_id)
+    meeting_session = session_or_404(session_id)
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
@@ -219,17 +223,10 @@ def change_state(session_id: int, action: str):
     return redirect(url_for("meetings.dashboard", session_id=session_id))
 
 
-def _registration_or_404(registration_id: int) -> Registration:
-    registration = get_db().get(Registration, registration_id)
-    if registration is None:
-        abort(404)
-    return registration
-
-
 @bp.get("/secretariat/sessions/<int:session_id>/attendance.csv")
 @secretariat_required
 def attendance_csv(session_id: int):
-    meeting_session = _session_or_404(session_id)
+    meeting_session = session_or_404(session_id)
     rows = list(services.attendance_rows(get_db(), meeting_session))
     name = re.sub(
         r"[^A-Za-z0-9]+",

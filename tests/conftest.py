@@ -52,6 +52,14 @@ def database_url(request, tmp_path_factory) -> str:
     return url
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say once, visibly, why the PostgreSQL half of the suite did not run."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if POSTGRES_HINT in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("-", f"{len(skipped)} PostgreSQL tests skipped", yellow=True)
+        terminalreporter.write_line(POSTGRES_HINT)
+
+
 class Clock:
     """The app's clock, moved by tests."""
 
