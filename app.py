@@ -136,6 +136,7 @@ def main() -> None:
     with app.app_context():
         session = db.get_db()
         if demo.seed(session, db.utcnow(), app.config["PASSWORD_HASH_METHOD"]):
+            demo.seed_sample_registrations(session, db.utcnow())
             session.commit()
         print(demo.describe_accounts(session, app.config["TOTP_ISSUER"]), flush=True)
     host = os.environ.get("HOST", "127.0.0.1")

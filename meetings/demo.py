@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from meetings.models import (
     Function,
     Meeting,
     MeetingSession,
+    Party,
     Segment,
     SegmentKind,
     SessionKind,
@@ -178,6 +180,64 @@ def seed(db: Session, now: dt.datetime, hash_method: str = "scrypt") -> bool:
     services.approve(db, registration, accounts[Role.SECRETARIAT], now)
     db.flush()
     return True
+
+
+SAMPLE_GIVEN = ["Amina", "Kwame", "Sofía", "Mateo", "Olena", "Piotr", "Mei", "Arjun", "Léa", "Lars", "Fatima", "Tomás"]
+SAMPLE_FAMILY = ["Diallo", "Mensah", "García", "Silva", "Kovalenko", "Nowak", "Chen", "Sharma", "Dubois", "Berg"]
+SAMPLE_OBSERVERS = [
+    (Category.NGO, "Zero Mercury Working Group"),
+    (Category.IGO, "Global Environment Facility"),
+    (Category.UN_BODY, "World Health Organization"),
+    (Category.MEDIA, "Earth Negotiations Bulletin"),
+]
+
+
+def seed_sample_registrations(db: Session, now: dt.datetime, count: int = 40) -> int:
+    """Fictional registrations in every state, so that the desk, statistics and delegations have something to show.
+
+    The accounts have no password: they cannot log in. Only for the demonstration run, never in tests.
+    """
+    meeting = db.scalar(sa.select(Meeting).where(Meeting.code == MEETING_CODE))
+    if meeting is None or db.scalar(sa.select(User.id).where(User.email.like("sample%@example.org")).limit(1)):
+        return 0
+    secretariat = db.scalar(sa.select(User).where(User.role == Role.SECRETARIAT).order_by(User.id).limit(1))
+    party_codes = list(
+        db.scalars(sa.select(Party.code).where(Party.convention == meeting.convention).order_by(Party.code))
+    )
+    rng = random.Random(4)
+    genders = [Gender.FEMALE, Gender.MALE, Gender.FEMALE, Gender.MALE, Gender.UNDISCLOSED]
+    for n in range(count):
+        given, family = rng.choice(SAMPLE_GIVEN), rng.choice(SAMPLE_FAMILY)
+        user = User(
+            email=f"sample{n + 1:03d}@example.org",
+            password_hash=None,
+            given_name=given,
+            family_name=family,
+            gender=genders[n % len(genders)],
+            role=Role.PARTICIPANT,
+            email_confirmed_at=None if n % 9 == 8 else now,
+        )
+        db.add(user)
+        db.flush()
+        observer = n % 6 == 5
+        category, organization = rng.choice(SAMPLE_OBSERVERS) if observer else (Category.PARTY, None)
+        registration = services.register(
+            db,
+            meeting=meeting,
+            user=user,
+            category=category,
+            function=rng.choice(list(Function)),
+            segment_ids=rng.choice([[s.id for s in meeting.segments], [meeting.segments[0].id]]),
+            party_code=None if observer else rng.choice(party_codes),
+            organization=organization,
+            now=now - dt.timedelta(hours=count - n),
+        )
+        if user.email_confirmed_at is not None and n % 3 == 0:
+            services.approve(db, registration, secretariat, now)
+        elif user.email_confirmed_at is not None and n % 10 == 7:
+            services.reject(db, registration, secretariat, "No nomination letter was received.", now)
+    db.flush()
+    return count
 
 
 def describe_accounts(db: Session, issuer: str) -> str:
