@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from auth.models import AuditEntry, Gender, User
 from auth.services import find_user, normalize_email
-from meetings.letters import Letter
+from meetings.letters import Letter, new_document
 from meetings.models import (
     Category,
     Credentials,
@@ -461,16 +461,14 @@ def upload_note_verbale(
     _check_focal_point(focal)
     meeting, party = focal.meeting, focal.party
     previous = note_verbale(db, meeting, party)
-    document = Document(
+    document = new_document(
+        letter,
+        stored_name,
+        kind=DocumentKind.NOTE_VERBALE,
         meeting_id=meeting.id,
         party_id=party.id,
-        kind=DocumentKind.NOTE_VERBALE,
         uploaded_by_id=focal.user_id,
-        original_name=letter.original_name,
-        stored_name=stored_name,
-        size=letter.size,
-        sha256=letter.sha256,
-        uploaded_at=now,
+        now=now,
     )
     db.add(document)
     db.flush()

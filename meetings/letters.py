@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from meetings.models import Document, DocumentKind
 from meetings.services import MeetingError
 
 log = logging.getLogger(__name__)
@@ -151,3 +153,27 @@ def discard(folder: Path, stored_name: str | None) -> None:
     except OSError as exc:
         # The row is already gone: a leftover file is harmless, and must not undo the committed change.
         log.warning("could not delete replaced letter %s: %s", stored_name, type(exc).__name__)
+
+
+def new_document(
+    letter: Letter,
+    stored_name: str,
+    *,
+    kind: DocumentKind,
+    meeting_id: int,
+    uploaded_by_id: int,
+    now: dt.datetime,
+    party_id: int | None = None,
+) -> Document:
+    """The row that records a letter stored under stored_name."""
+    return Document(
+        meeting_id=meeting_id,
+        party_id=party_id,
+        kind=kind,
+        uploaded_by_id=uploaded_by_id,
+        original_name=letter.original_name,
+        stored_name=stored_name,
+        size=letter.size,
+        sha256=letter.sha256,
+        uploaded_at=now,
+    )

@@ -155,19 +155,8 @@ def _offer_choices(form: CorrectionForm, meeting: Meeting) -> None:
 
 
 def _as_form_data(registration: Registration) -> dict:
-    user = registration.user
-    return {
-        "title": user.title or "",
-        "given_name": user.given_name,
-        "family_name": user.family_name,
-        "gender": user.gender.value,
-        "category": registration.category.value,
-        "party": registration.party.code if registration.party else "",
-        "organization": registration.organization or "",
-        "function": registration.function.value,
-        "segments": [segment.id for segment in registration.segments],
-        "nomination_ref": registration.nomination_ref or "",
-    }
+    """The registration as the correction form's initial data (segments by id, as the form sends them)."""
+    return selfservice.as_recorded(registration) | {"segments": [segment.id for segment in registration.segments]}
 
 
 def _not_pending(access: Access):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from auth import tokens
 from auth.models import Gender, User
 from meetings import services
-from meetings.letters import Letter
+from meetings.letters import Letter, new_document
 from meetings.models import (
     Category,
     Document,
@@ -97,7 +97,7 @@ def _require_pending(registration: Registration) -> None:
         raise MeetingError("not_pending", NOT_PENDING[registration.status])
 
 
-def _as_recorded(registration: Registration) -> dict[str, object]:
+def as_recorded(registration: Registration) -> dict[str, object]:
     """The correctable details as plain values, to compare and to write in the audit log."""
     user = registration.user
     return {
@@ -132,7 +132,7 @@ def correct(db: Session, registration: Registration, details: Details, actor: Us
     if not segments or len(segments) != len(wanted):
         raise MeetingError("segments_required", "Choose the segments of the meeting you will attend.")
 
-    before = _as_recorded(registration)
+    before = as_recorded(registration)
     user = registration.user
     user.title = (details.title or "").strip() or None
     user.given_name = details.given_name.strip()
@@ -145,7 +145,7 @@ def correct(db: Session, registration: Registration, details: Details, actor: Us
     if [s.id for s in registration.segments] != [s.id for s in segments]:
         registration.segments = segments
     registration.nomination_ref = (details.nomination_ref or "").strip() or None
-    after = _as_recorded(registration)
+    after = as_recorded(registration)
 
     changes = {name: [before[name], after[name]] for name in before if before[name] != after[name]}
     if changes:
@@ -170,15 +170,13 @@ def withdraw(db: Session, registration: Registration, actor: User, now: dt.datet
 def _record_letter(
     db: Session, registration: Registration, letter: Letter, stored_name: str, actor: User, now: dt.datetime
 ) -> Document:
-    document = Document(
-        meeting_id=registration.meeting_id,
+    document = new_document(
+        letter,
+        stored_name,
         kind=DocumentKind.NOMINATION_LETTER,
+        meeting_id=registration.meeting_id,
         uploaded_by_id=actor.id,
-        original_name=letter.original_name,
-        stored_name=stored_name,
-        size=letter.size,
-        sha256=letter.sha256,
-        uploaded_at=now,
+        now=now,
     )
     db.add(document)
     db.flush()
