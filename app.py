@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 from flask import Flask, g, render_template
 from flask_socketio import SocketIO
@@ -127,10 +128,25 @@ def register_security_headers(app: Flask) -> None:
         return response
 
 
+class RedactLinkTokens(logging.Filter):
+    """Keep the tokens of emailed links (confirm, manage, set password) out of request logs."""
+
+    TOKEN_PATH = re.compile(r"(/(?:auth/confirm|manage-registration|auth/set-password))/[^/\s?\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(
+                self.TOKEN_PATH.sub(r"\1/[token]", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        record.msg = self.TOKEN_PATH.sub(r"\1/[token]", str(record.msg))
+        return True
+
+
 def main() -> None:
     """Run the embedded default: migrate the schema, load the COP-4 demo, print the accounts, serve."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").addFilter(RedactLinkTokens())
     app = create_app()
     db.upgrade(app.config["DATABASE_URL"])
     with app.app_context():

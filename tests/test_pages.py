@@ -54,3 +54,24 @@ def test_a_logged_in_user_gets_the_same_clear_answer_when_the_database_goes_down
         app.extensions["db_sessionmaker"].configure(bind=working)
     assert response.status_code == 503
     assert "Nothing was saved" in response.get_data(as_text=True)
+
+
+def test_request_logs_do_not_keep_the_tokens_of_emailed_links():
+    import logging
+
+    from app import RedactLinkTokens
+
+    record = logging.LogRecord(
+        "werkzeug",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - - "%s" %s',
+        ("127.0.0.1", "GET /manage-registration/eyJ.abc-1/letter HTTP/1.1", "200"),
+        None,
+    )
+    RedactLinkTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1 - - "GET /manage-registration/[token]/letter HTTP/1.1" 200'
+    record = logging.LogRecord("werkzeug", logging.INFO, __file__, 1, "GET /auth/set-password/abc.def?x=1", (), None)
+    RedactLinkTokens().filter(record)
+    assert record.getMessage() == "GET /auth/set-password/[token]?x=1"
