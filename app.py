@@ -13,7 +13,10 @@ from sqlalchemy.exc import OperationalError
 
 import config
 import db
-from auth import invite_views  # noqa: F401  (adds the set-password page to the auth blueprint)
+from auth import (
+    crypto,
+    invite_views,  # noqa: F401  (adds the set-password page to the auth blueprint)
+)
 from auth.login import login_manager
 from auth.views import bp as auth_bp
 
@@ -40,6 +43,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     settings.update(overrides or {})
     app.config.update(settings)
 
+    crypto.configure(crypto.keys_from_settings(app.config))
     db.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)

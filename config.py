@@ -54,6 +54,9 @@ class Config:
     # werkzeug.security method string; scrypt costs about 100 ms per hash by default.
     PASSWORD_HASH_METHOD = "scrypt"
     TOTP_ISSUER = "COP Registration"
+    # Fernet key(s) for TOTP secrets at rest, comma-separated, newest first. Empty: derived from SECRET_KEY
+    # (development only). README says how to make one.
+    TOTP_ENCRYPTION_KEY = ""
     # Steps accepted either side of the current one, for clock drift (30 s each).
     TOTP_VALID_WINDOW = 1
     # A password accepted at login must be followed by a code within this many seconds.
@@ -82,6 +85,8 @@ class ProductionConfig(Config):
             raise RuntimeError("Production refuses to start with DEBUG on.")
         if not settings.get("DATABASE_URL"):
             raise RuntimeError("Production needs DATABASE_URL (for example postgresql+psycopg://...).")
+        if not settings.get("TOTP_ENCRYPTION_KEY"):
+            raise RuntimeError("Production needs TOTP_ENCRYPTION_KEY (Fernet keys) to encrypt TOTP secrets at rest.")
 
 
 CONFIGS = {

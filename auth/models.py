@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from auth.crypto import EncryptedString
 from db import Base, UTCDateTime, utcnow
 
 
@@ -63,6 +64,8 @@ class User(UserMixin, Base):
     gender: Mapped[Gender] = mapped_column(enum_column(Gender))
     role: Mapped[Role] = mapped_column(enum_column(Role), default=Role.PARTICIPANT)
     is_enabled: Mapped[bool] = mapped_column(default=True)
+    # Raised to end every session and socket of the account (logout, authenticator reset, role change).
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     authenticator: Mapped[Authenticator | None] = relationship(back_populates="user", uselist=False)
@@ -95,7 +98,8 @@ class Authenticator(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
-    secret: Mapped[str] = mapped_column(sa.String(64))
+    # Encrypted at rest with TOTP_ENCRYPTION_KEY (auth/crypto.py); plain base32 in Python.
+    secret: Mapped[str] = mapped_column(EncryptedString(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # A code is accepted only for a step above this one, so each code works once.
@@ -144,3 +148,18 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(sa.String(500))
+
+
+class LoginThrottle(Base):
+    """Failed logins and codes per email address, whether or not an account has it (so refusals reveal nothing)."""
+
+    __tablename__ = "login_throttles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # sha256 of the normalised email: the table names no one.
+    key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set after too many consecutive failures: only the secretariat lifts it.
+    locked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -16,7 +16,7 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from auth import mail, services, tokens, totp
+from auth import mail, services, throttle, tokens, totp
 from auth.forms import CodeForm, LoginForm, ResendForm
 from auth.login import PENDING_KEY, begin_pending_login, pending_login
 from auth.models import User
@@ -48,9 +48,14 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         db = get_db()
+        refused = throttle.refusal(db, form.email.data, now())
+        if refused:
+            form.password.errors.append(refused[1])
+            return render_template("auth/login.html", form=form), 429
         try:
             user = services.check_password(db, form.email.data, form.password.data)
         except services.AuthError as exc:
+            _count_failure(db, form.email.data)
             form.password.errors.append(exc.message)
             return render_template("auth/login.html", form=form), 401
         refusal = current_app.extensions["login_gate"](db, user)
@@ -61,6 +66,17 @@ def login():
         begin_pending_login(user, stage, now(), safe_next(request.args.get("next")))
         return redirect(url_for("auth.code" if stage == "code" else "auth.enrol"))
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+def _count_failure(db, email: str) -> None:
+    """Record a failed attempt for the address; it must stay recorded although the request is refused."""
+    db.rollback()
+    throttle.failed(db, email, now())
+    db.commit()
+
+
+# Wrong and replayed codes count as failures; a malformed one is a typing slip and does not.
+COUNTED_CODE_ERRORS = {"bad_code", "replayed_code"}
 
 
 def _expired():
@@ -79,11 +95,18 @@ def code():
     form = CodeForm()
     if form.validate_on_submit():
         db = get_db()
+        refused = throttle.refusal(db, user.email, now())
+        if refused:
+            form.code.errors.append(refused[1])
+            return render_template("auth/code.html", form=form, user=user), 429
         try:
             services.verify_code(db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"])
         except services.AuthError as exc:
+            if exc.code in COUNTED_CODE_ERRORS:
+                _count_failure(db, user.email)
             form.code.errors.append(exc.message)
             return render_template("auth/code.html", form=form, user=user), 401
+        throttle.succeeded(db, user.email)
         db.commit()
         return redirect(_finish_login(user))
     return render_template("auth/code.html", form=form, user=user), 400 if form.errors else 200
@@ -102,13 +125,20 @@ def enrol():
     db.commit()
     form = CodeForm()
     status = 200
-    if form.validate_on_submit():
+    refused = throttle.refusal(db, user.email, now()) if form.is_submitted() else None
+    if refused:
+        form.code.errors.append(refused[1])
+        status = 429
+    elif form.validate_on_submit():
         try:
             services.confirm_enrolment(db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"])
         except services.AuthError as exc:
+            if exc.code in COUNTED_CODE_ERRORS:
+                _count_failure(db, user.email)
             form.code.errors.append(exc.message)
             status = 401
         else:
+            throttle.succeeded(db, user.email)
             db.commit()
             flash(
                 "Your authenticator app is enrolled. From now on, log in with your password and a code.",

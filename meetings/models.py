@@ -338,6 +338,8 @@ class Badge(Base):
     version: Mapped[int] = mapped_column(default=1)
     issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    revoked_reason: Mapped[str | None] = mapped_column(sa.String(200))
 
     registration: Mapped[Registration] = relationship(back_populates="badges")
 

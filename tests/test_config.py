@@ -40,6 +40,7 @@ def test_the_configuration_is_chosen_by_app_config():
         ({"DATABASE_URL": "postgresql+psycopg://db/cop", "SECRET_KEY": config.DEFAULT_SECRET_KEY}, "SECRET_KEY"),
         ({"DATABASE_URL": "postgresql+psycopg://db/cop", "SECRET_KEY": "k" * 40, "DEBUG": "1"}, "DEBUG"),
         ({"SECRET_KEY": "k" * 40}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql+psycopg://db/cop", "SECRET_KEY": "k" * 40}, "TOTP_ENCRYPTION_KEY"),
     ],
 )
 def test_production_refuses_unsafe_settings(environ, message):
@@ -48,5 +49,9 @@ def test_production_refuses_unsafe_settings(environ, message):
 
 
 def test_production_starts_with_safe_settings():
-    settings = config.load("production", {"DATABASE_URL": "postgresql+psycopg://db/cop", "SECRET_KEY": "k" * 40})
+    key = "ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg="
+    settings = config.load(
+        "production",
+        {"DATABASE_URL": "postgresql+psycopg://db/cop", "SECRET_KEY": "k" * 40, "TOTP_ENCRYPTION_KEY": key},
+    )
     assert settings["SESSION_COOKIE_SECURE"] is True and settings["DEBUG"] is False
