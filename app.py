@@ -23,7 +23,7 @@ from auth.views import bp as auth_bp
 # admin_views, delegation_views, desk_views and self_views add their routes to the meetings blueprint.
 from meetings import admin_views, delegation_views, demo, desk_views, self_views, services  # noqa: F401
 from meetings.cli import db_cli, demo_cli, meetings_cli
-from meetings.events import NAMESPACE, LiveNamespace
+from meetings.events import NAMESPACE, LiveNamespace, end_user_sockets
 from meetings.models import CATEGORY_LABELS
 from meetings.views import bp as meetings_bp
 
@@ -70,6 +70,7 @@ def register_sockets(app: Flask) -> None:
         manage_session=True,
     )
     socketio.on_namespace(LiveNamespace(NAMESPACE))
+    app.extensions["end_user_sockets"] = end_user_sockets
 
 
 def register_cli(app: Flask) -> None:

@@ -21,10 +21,25 @@ PENDING_KEY = "pending_login"
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    if not user_id.isdigit():
+def load_user(session_id: str) -> User | None:
+    """The account of a login cookie, unless its sessions were ended since (the epoch moved on)."""
+    user_id, _, epoch = session_id.partition(":")
+    if not user_id.isdigit() or not epoch.isdigit():
         return None
-    return get_db().get(User, int(user_id))
+    user = get_db().get(User, int(user_id))
+    if user is None or user.session_epoch != int(epoch):
+        return None
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """End every session of the account (flushed with the caller's transaction); call end_sockets after the commit."""
+    user.session_epoch += 1
+
+
+def end_sockets(user: User) -> None:
+    """After the commit: close the account's live connections (each of their events also re-checks the login)."""
+    current_app.extensions["end_user_sockets"](user.id)
 
 
 def role_required(*roles: Role) -> Callable:

@@ -74,6 +74,10 @@ class User(UserMixin, Base):
     def is_active(self) -> bool:
         return self.is_enabled
 
+    def get_id(self) -> str:
+        """The login cookie names the account and its session epoch: raising the epoch ends every session."""
+        return f"{self.id}:{self.session_epoch}"
+
     @property
     def full_name(self) -> str:
         return " ".join(part for part in (self.title, self.given_name, self.family_name) if part)

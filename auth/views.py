@@ -18,7 +18,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from auth import mail, services, throttle, tokens, totp
 from auth.forms import CodeForm, LoginForm, ResendForm
-from auth.login import PENDING_KEY, begin_pending_login, pending_login
+from auth.login import PENDING_KEY, begin_pending_login, end_sessions, end_sockets, pending_login
 from auth.models import User
 from auth.qr import qr_svg
 from db import get_db, now
@@ -155,6 +155,11 @@ def enrol():
 @bp.post("/logout")
 @login_required
 def logout():
+    """Log out everywhere: this session, the account's other sessions and its live connections."""
+    user = get_db().get(User, current_user.id)
+    end_sessions(user)
+    get_db().commit()
+    end_sockets(user)
     logout_user()
     session.clear()
     flash("You are logged out.", "info")

@@ -33,6 +33,19 @@ def attendees_room(session_id: int) -> str:
     return f"attendees:{session_id}"
 
 
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def end_user_sockets(user_id: int) -> None:
+    """Close an account's connections: its sessions have ended (logout, authenticator reset, role change)."""
+    socketio = current_app.extensions["socketio"]
+    # Other processes' pages hear this through the message queue and disconnect themselves.
+    socketio.emit("session_ended", {}, to=user_room(user_id), namespace=NAMESPACE)
+    for sid, _ in list(socketio.server.manager.get_participants(NAMESPACE, user_room(user_id))):
+        socketio.server.disconnect(sid, namespace=NAMESPACE)
+
+
 def error(code: str, message: str) -> dict:
     return {"ok": False, "error": {"code": code, "message": message}}
 
@@ -101,6 +114,7 @@ class LiveNamespace(Namespace):
         if not current_user.is_authenticated:
             raise ConnectionRefusedError("login_required")
         session[CHECKED_IN_KEY] = []
+        join_room(user_room(current_user.id))
 
     def on_disconnect(self, reason=None):
         """Closing the page checks the delegate out of the sessions this connection checked in to."""

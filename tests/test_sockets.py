@@ -115,3 +115,16 @@ def test_state_changes_need_csrf(officer_client, online_session):
 def test_sockets_are_same_origin_only(client, origin, allowed):
     response = client.get("/socket.io/?EIO=4&transport=polling", headers={"Origin": origin})
     assert (response.status_code == 200) is allowed
+
+
+def test_logging_out_ends_the_other_sessions_and_their_sockets(app, make_user, clock):
+    _, secret = make_user(Role.OFFICER, email="two@example.org", password="officer password")
+    laptop, phone = app.test_client(), app.test_client()
+    login(laptop, "two@example.org", "officer password", secret, clock)
+    login(phone, "two@example.org", "officer password", secret, clock)
+    live = socket_client(app, phone)
+    assert live.is_connected("/live")
+    laptop.post("/auth/logout", data={"csrf_token": csrf_token(laptop)})
+    assert not live.is_connected("/live")
+    response = phone.get("/sessions/1/dashboard")
+    assert response.status_code == 302 and "/auth/login" in response.headers["Location"]

@@ -82,4 +82,8 @@
   socket.on("disconnect", () => setLive(false, "reconnecting…"));
   socket.on("connect_error", () => setLive(false, "offline, retrying…"));
   socket.on("quorum_updated", apply);
+  socket.on("session_ended", () => {
+    socket.disconnect();
+    setLive(false, "logged out: reload the page to log in again");
+  });
 })();

@@ -50,6 +50,11 @@
         : "Cannot reach the server; retrying…",
     );
   });
+  socket.on("session_ended", () => {
+    left = true;
+    socket.disconnect();
+    show("refused", "Your login has ended (you logged out elsewhere, or the secretariat changed your account). Reload the page to log in again.");
+  });
   socket.on("session_updated", (data) => {
     if (data.session_id !== sessionId) return;
     if (data.state === "open") checkIn();
