@@ -51,6 +51,10 @@ class Config:
     UPLOAD_FOLDER = ""
     LETTER_MAX_BYTES = 5 * 1024 * 1024
 
+    # Per-address limits on login and other unauthenticated forms (Flask-Limiter); redis:// in production.
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = "memory://"
+
     # werkzeug.security method string; scrypt costs about 100 ms per hash by default.
     PASSWORD_HASH_METHOD = "scrypt"
     TOTP_ISSUER = "COP Registration"
@@ -69,6 +73,8 @@ class Config:
 
 class TestingConfig(Config):
     TESTING = True
+    # One limiter serves every app the suite creates: tests that check the limits turn them on.
+    RATELIMIT_ENABLED = False
     # A cheaper hash keeps the suite fast; the algorithm is the same.
     PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
 
