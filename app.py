@@ -20,8 +20,8 @@ from auth import (
 from auth.login import login_manager
 from auth.views import bp as auth_bp
 
-# admin_views, delegation_views, desk_views and self_views add their routes to the meetings blueprint.
-from meetings import admin_views, delegation_views, demo, desk_views, self_views, services  # noqa: F401
+# The *_views modules add their routes to the meetings blueprint when imported.
+from meetings import admin_views, delegation_views, demo, desk_views, kiosk_views, self_views, services  # noqa: F401
 from meetings.cli import db_cli, demo_cli, meetings_cli
 from meetings.events import NAMESPACE, LiveNamespace, end_user_sockets
 from meetings.models import CATEGORY_LABELS

@@ -71,6 +71,17 @@ def make_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) ->
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _begin_before_savepoint(connection, _name) -> None:
+            # pysqlite opens a transaction only before the first INSERT/UPDATE/DELETE, so a SAVEPOINT
+            # issued before any write would run outside one, and releasing it would commit for good: a
+            # later rollback could not undo it. Open the transaction first. (Reads stay outside
+            # transactions until the first write, which keeps concurrent writers from failing on stale
+            # read snapshots.)
+            dbapi_connection = connection.connection.dbapi_connection
+            if not dbapi_connection.in_transaction:
+                dbapi_connection.execute("BEGIN")
+
         return engine
     return sa.create_engine(url, echo=echo, pool_pre_ping=True)
 

@@ -1,4 +1,4 @@
-"""The /live Socket.IO namespace: online check-in from delegates' browsers and officers' dashboards.
+"""The /live Socket.IO namespace: online check-in from delegates' browsers, officers' dashboards, gate kiosks.
 
 Handlers are thin: check the payload and the permission, call a service, commit, acknowledge,
 then broadcast. Every acknowledgement is {"ok": true, ...} or {"ok": false, "error": {code, message}}.
@@ -15,8 +15,9 @@ from flask_login import current_user
 from flask_socketio import Namespace, join_room, leave_room
 from sqlalchemy.exc import SQLAlchemyError
 
+from auth import throttle
 from db import get_db, now
-from meetings import services
+from meetings import kiosk, services
 from meetings.models import Channel, EventKind, MeetingSession, Source
 
 NAMESPACE = "/live"
@@ -198,3 +199,35 @@ class LiveNamespace(Namespace):
             "ok": True,
             "state": services.dashboard_state(get_db(), meeting_session),
         }
+
+    @acknowledged
+    def on_kiosk_scan(self, data):
+        """A gate kiosk records a scanned badge: an entry (with the holder's code) or an exit."""
+        if not current_user.is_officer:
+            return error(
+                "forbidden",
+                "Only meeting officers and the secretariat can run a gate kiosk.",
+            )
+        meeting_session = _session_from(data)
+        scan = kiosk.read_scan(data)
+        db = get_db()
+        try:
+            result = kiosk.record_scan(
+                db,
+                meeting_session,
+                scan,
+                officer=current_user,
+                secret_key=current_app.secret_key,
+                now=now(),
+                window=current_app.config["TOTP_VALID_WINDOW"],
+            )
+        except kiosk.CodeRefused as exc:
+            # The wrong code stays counted although the scan is refused, as at login.
+            db.rollback()
+            throttle.failed(db, exc.email, now())
+            db.commit()
+            raise
+        db.commit()
+        if result.recorded:
+            broadcast_session(meeting_session)
+        return {"ok": True, **result.as_ack()}
