@@ -17,6 +17,7 @@ from auth import (
     crypto,
     invite_views,  # noqa: F401  (adds the set-password page to the auth blueprint)
 )
+from auth.limits import limiter
 from auth.login import login_manager
 from auth.views import bp as auth_bp
 
@@ -46,6 +47,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     crypto.configure(crypto.keys_from_settings(app.config))
     db.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
     login_manager.init_app(app)
     # Participants may log in only once a registration of theirs is approved.
     app.extensions["login_gate"] = services.login_refusal

@@ -8,24 +8,20 @@ from flask import current_app, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 from wtforms import PasswordField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo
 
 from auth import tokens
+from auth.forms import password_rules
 from auth.models import AuditEntry, User
-from auth.passwords import MAX_LENGTH, MIN_LENGTH, hash_password
+from auth.passwords import HINT, hash_password
 from auth.views import bp  # routes are added to the auth blueprint
 from db import get_db, now
 
 
 class SetPasswordForm(FlaskForm):
-    password = PasswordField(
-        "New password",
-        description=f"At least {MIN_LENGTH} characters; a long passphrase of 15 or more is best.",
-        validators=[
-            DataRequired(),
-            Length(min=MIN_LENGTH, max=MAX_LENGTH, message=f"Use {MIN_LENGTH} to {MAX_LENGTH} characters."),
-        ],
-    )
+    """The form's account (set by the view) is the one whose email and names the password must not be."""
+
+    password = PasswordField("New password", description=HINT, validators=[DataRequired(), password_rules])
     confirm = PasswordField(
         "Repeat the password",
         validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
@@ -68,6 +64,7 @@ def set_password(token: str):
     if problem is not None:
         return render_template("auth/set_password.html", problem=problem, form=None, user=None, link_days=_days()), 400
     form = SetPasswordForm()
+    form.account = user
     if form.validate_on_submit():
         db = get_db()
         save_password(db, user, form.password.data, current_app.config["PASSWORD_HASH_METHOD"], now())

@@ -10,6 +10,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from auth.login import end_sessions
 from auth.models import AuditEntry, Role, User
 
 ROLE_LABELS = {
@@ -60,7 +61,10 @@ def _other_secretariat_ids(db: Session, user: User) -> list[int]:
 
 
 def set_role(db: Session, user: User, role: Role, actor: User | None, now: dt.datetime) -> bool:
-    """Make the account a participant, an officer or a secretariat member; False if it already was."""
+    """Make the account a participant, an officer or a secretariat member, ending its sessions; False if it already was.
+
+    After the commit, the caller closes the account's live connections (auth.login.end_sockets).
+    """
     try:
         role = Role(role)
     except ValueError:
@@ -82,6 +86,8 @@ def set_role(db: Session, user: User, role: Role, actor: User | None, now: dt.da
                 "role first.",
             )
     user.role = role
+    # Sessions opened under the old role end with it: the person logs in again (the caller closes their sockets).
+    end_sessions(user)
     db.flush()
     if old == Role.SECRETARIAT and not _other_secretariat_ids(db, user):
         # A concurrent demotion was committed between the check and this change.

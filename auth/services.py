@@ -10,8 +10,9 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from auth import totp
-from auth.models import AuditEntry, Authenticator, Gender, Role, User
+from auth import mail, throttle, totp
+from auth.login import end_sessions
+from auth.models import AuditEntry, Authenticator, Gender, LoginThrottle, RecoveryCode, Role, User
 from auth.passwords import hash_password, verify_password
 
 
@@ -139,7 +140,7 @@ def confirm_enrolment(db: Session, user: User, code: str, now: dt.datetime, wind
             at=now,
             actor_id=user.id,
             action="authenticator.enrolled",
-            target_type="user",
+            target_type=User.__tablename__,
             target_id=str(user.id),
         )
     )
@@ -167,6 +168,88 @@ def confirm_email(db: Session, user: User, now: dt.datetime) -> bool:
     user.email_confirmed_at = now
     db.add(
         AuditEntry(at=now, actor_id=user.id, action="user.email_confirmed", target_type="users", target_id=str(user.id))
+    )
+    db.flush()
+    return True
+
+
+# The secretariat's help with lost authenticators and locked logins -----------------------------
+
+
+def reset_authenticator(db: Session, user: User, actor: User, reason: str, login_url: str, now: dt.datetime) -> None:
+    """Remove the account's authenticator and recovery codes and end its sessions; it enrols again at the next login.
+
+    The caller commits, then closes the account's live connections (auth.login.end_sockets) and delivers the mail.
+    """
+    reason = " ".join(reason.split())
+    if not reason:
+        raise AuthError("reason_required", "Give the reason for the reset: it is kept in the audit log.")
+    if actor.id == user.id:
+        raise AuthError(
+            "own_authenticator",
+            "You cannot reset your own authenticator: another secretariat member can, after checking it is you.",
+        )
+    authenticator = user.authenticator
+    if authenticator is None:
+        raise AuthError("no_authenticator", f"{user.full_name} has no authenticator to reset.")
+    codes = db.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id)).rowcount
+    db.delete(authenticator)
+    end_sessions(user)
+    db.add(
+        AuditEntry(
+            at=now,
+            actor_id=actor.id,
+            action="authenticator.reset",
+            target_type=User.__tablename__,
+            target_id=str(user.id),
+            detail={
+                "reason": reason,
+                "was_confirmed": authenticator.confirmed_at is not None,
+                "recovery_codes_cancelled": codes,
+            },
+        )
+    )
+    mail.queue(
+        db,
+        user.email,
+        "Your authenticator was reset",
+        f"Dear {user.full_name},\n\n"
+        "The secretariat has reset the authenticator of your account. The codes of your authenticator app and "
+        "your recovery codes no longer work for this account, and you were logged out everywhere.\n\n"
+        f"At your next login ({login_url}), after your password, you will set up an authenticator app again "
+        "(a QR code to scan) and get new recovery codes. In your authenticator app you can delete the old "
+        "entry for this account.\n\n"
+        "If you did not ask the secretariat for this, contact them at once." + mail.SIGNATURE,
+        now,
+    )
+    db.flush()
+    db.expire(user, ["authenticator"])
+
+
+def login_blocks(db: Session, emails: list[str]) -> dict[str, LoginThrottle]:
+    """The throttle rows of these addresses that have any, by address as given."""
+    keys = {throttle.key_of(email): email for email in emails}
+    rows = db.scalars(sa.select(LoginThrottle).where(LoginThrottle.key.in_(list(keys)))) if keys else []
+    return {keys[row.key]: row for row in rows}
+
+
+def unlock_login(db: Session, user: User, actor: User, now: dt.datetime) -> bool:
+    """Lift the lock or wait on the account's address (audited); False if there was none."""
+    row = login_blocks(db, [user.email]).get(user.email)
+    if row is None:
+        return False
+    detail = {"failures": row.failures, "was_locked": row.locked_at is not None}
+    if not throttle.unlock(db, user.email):
+        return False
+    db.add(
+        AuditEntry(
+            at=now,
+            actor_id=actor.id,
+            action="user.login_unlocked",
+            target_type=User.__tablename__,
+            target_id=str(user.id),
+            detail=detail,
+        )
     )
     db.flush()
     return True

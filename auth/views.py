@@ -1,11 +1,15 @@
-"""Login in two steps (password, then a code from the authenticator), enrolment and logout."""
+"""Login in two steps (password, then a code from the authenticator or a recovery code), enrolment, logout,
+and the account page where recovery codes are renewed."""
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from flask import (
     Blueprint,
+    Response,
     current_app,
     flash,
     redirect,
@@ -16,10 +20,10 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 
-from auth import mail, services, throttle, tokens, totp
-from auth.forms import CodeForm, LoginForm, ResendForm
+from auth import crypto, mail, recovery, roles, services, throttle, tokens, totp
+from auth.forms import CodeForm, ConfirmForm, LoginForm, RecoveryCodeForm, ResendForm
 from auth.login import PENDING_KEY, begin_pending_login, end_sessions, end_sockets, pending_login
-from auth.models import User
+from auth.models import RecoveryCode, User
 from auth.qr import qr_svg
 from db import get_db, now
 
@@ -112,6 +116,48 @@ def code():
     return render_template("auth/code.html", form=form, user=user), 400 if form.errors else 200
 
 
+@bp.route("/login/recovery", methods=["GET", "POST"])
+def recovery_login():
+    """Step 2 with a recovery code instead of the authenticator's code: each code works once."""
+    user = pending_login("code", now())
+    if user is None:
+        return _expired()
+    form = RecoveryCodeForm()
+    if form.validate_on_submit():
+        db = get_db()
+        refused = throttle.refusal(db, user.email, now())
+        if refused:
+            form.code.errors.append(refused[1])
+            return render_template("auth/recovery_login.html", form=form, user=user), 429
+        try:
+            left = recovery.use(db, user, form.code.data, now())
+        except services.AuthError as exc:
+            if exc.code == "bad_recovery_code":
+                _count_failure(db, user.email)
+            form.code.errors.append(exc.message)
+            return render_template("auth/recovery_login.html", form=form, user=user), 401
+        throttle.succeeded(db, user.email)
+        db.commit()
+        next_url = _finish_login(user)
+        flash(*_recovery_code_used_message(left))  # after the login, which starts a new session
+        return redirect(next_url)
+    return render_template("auth/recovery_login.html", form=form, user=user), 400 if form.errors else 200
+
+
+def _recovery_code_used_message(left: int) -> tuple[str, str]:
+    used = "You logged in with a recovery code; it cannot be used again."
+    lost = "If you lost your phone, ask the secretariat to reset your authenticator."
+    if left == 0:
+        return (
+            f"{used} It was your last one: make new codes now on your account page, or losing your phone "
+            f"would lock you out. {lost}",
+            "warning",
+        )
+    if left <= recovery.FEW:
+        return f"{used} Only {left} remain: make new ones on your account page. {lost}", "warning"
+    return f"{used} {left} remain. {lost}", "info"
+
+
 @bp.route("/enrol", methods=["GET", "POST"])
 def enrol():
     user = pending_login("enrol", now())
@@ -139,12 +185,16 @@ def enrol():
             status = 401
         else:
             throttle.succeeded(db, user.email)
+            codes = recovery.issue(db, user, now(), current_app.config["PASSWORD_HASH_METHOD"], reason="enrolment")
             db.commit()
+            next_url = _finish_login(user)
+            _keep_codes(codes, next_url)
             flash(
-                "Your authenticator app is enrolled. From now on, log in with your password and a code.",
+                "Your authenticator app is enrolled. From now on, log in with your password and a code. "
+                "One more step: save your recovery codes.",
                 "success",
             )
-            return redirect(_finish_login(user))
+            return redirect(url_for("auth.recovery_codes"))
     elif form.errors:
         status = 400
     uri = totp.provisioning_uri(authenticator.secret, user.email, current_app.config["TOTP_ISSUER"])
@@ -164,6 +214,141 @@ def logout():
     session.clear()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
+
+
+# Recovery codes: shown once, right after they are made ----------------------------------------------
+
+CODES_KEY = "recovery_codes"
+# New codes in clear wait in the session (encrypted: the cookie is only signed) until the person has saved them.
+CODES_SHOWN_FOR = 30 * 60
+
+
+def _cipher():
+    return crypto.cipher(crypto.keys_from_settings(current_app.config))
+
+
+def _keep_codes(codes: list[str], next_url: str | None) -> None:
+    payload = json.dumps({"codes": codes, "at": now().timestamp(), "next": next_url})
+    session[CODES_KEY] = crypto.encrypt(_cipher(), payload)
+
+
+def _kept_codes() -> dict | None:
+    """The codes just made ({"codes", "at", "next"}), if they are still to be saved."""
+    token = session.get(CODES_KEY)
+    if not token:
+        return None
+    try:
+        kept = json.loads(crypto.decrypt(_cipher(), token))
+    except ValueError:
+        kept = None
+    if kept is None or now().timestamp() - kept["at"] > CODES_SHOWN_FOR:
+        session.pop(CODES_KEY, None)
+        return None
+    return kept
+
+
+def _private(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/recovery-codes")
+@login_required
+def recovery_codes():
+    kept = _kept_codes()
+    if kept is None:
+        flash(
+            "Recovery codes are shown only once, when they are made. Make new ones here if you did not save them.",
+            "info",
+        )
+        return redirect(url_for("auth.account"))
+    page = render_template(
+        "auth/recovery_codes.html", codes=kept["codes"], form=ConfirmForm(), few=recovery.FEW, count=recovery.COUNT
+    )
+    return _private(Response(page))
+
+
+@bp.get("/recovery-codes.txt")
+@login_required
+def recovery_codes_text():
+    kept = _kept_codes()
+    if kept is None:
+        return redirect(url_for("auth.recovery_codes"))
+    text = (
+        f"{current_app.config['TOTP_ISSUER']}: recovery codes for {current_user.email}\n"
+        f"Made on {now():%d %B %Y at %H:%M} UTC\n\n"
+        + "".join(f"{code}\n" for code in kept["codes"])
+        + "\nEach code logs you in once instead of a code from your authenticator app.\n"
+        "Keep them somewhere safe, away from your phone. Making new codes cancels these.\n"
+    )
+    response = Response(text, mimetype="text/plain")
+    response.headers["Content-Disposition"] = 'attachment; filename="recovery-codes.txt"'
+    return _private(response)
+
+
+@bp.post("/recovery-codes/saved")
+@login_required
+def recovery_codes_saved():
+    if not ConfirmForm().validate_on_submit():
+        return redirect(url_for("auth.recovery_codes"))
+    kept = _kept_codes()
+    session.pop(CODES_KEY, None)
+    flash("Your recovery codes are saved. Each one works once, if your phone is not at hand.", "success")
+    return redirect((kept or {}).get("next") or url_for("auth.account"))
+
+
+# The account page ----------------------------------------------------------------------------------
+
+
+def _account_page(form: CodeForm, status: int = 200):
+    db = get_db()
+    user = db.get(User, current_user.id)
+    made_at = db.scalar(sa.select(sa.func.max(RecoveryCode.created_at)).where(RecoveryCode.user_id == user.id))
+    page = render_template(
+        "auth/account.html",
+        user=user,
+        role=roles.ROLE_LABELS[user.role],
+        form=form,
+        remaining=recovery.remaining(db, user),
+        made_at=made_at,
+        few=recovery.FEW,
+        count=recovery.COUNT,
+    )
+    return page, status
+
+
+@bp.get("/account")
+@login_required
+def account():
+    return _account_page(CodeForm())
+
+
+@bp.post("/account/recovery-codes")
+@login_required
+def regenerate_recovery_codes():
+    """New recovery codes, after a fresh code from the authenticator; the old ones stop working."""
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return _account_page(form, 400)
+    db = get_db()
+    user = db.get(User, current_user.id)
+    refused = throttle.refusal(db, user.email, now())
+    if refused:
+        form.code.errors.append(refused[1])
+        return _account_page(form, 429)
+    try:
+        services.verify_code(db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"])
+    except services.AuthError as exc:
+        if exc.code in COUNTED_CODE_ERRORS:
+            _count_failure(db, user.email)
+        form.code.errors.append(exc.message)
+        return _account_page(form, 401)
+    throttle.succeeded(db, user.email)
+    codes = recovery.issue(db, user, now(), current_app.config["PASSWORD_HASH_METHOD"], reason="renewed")
+    db.commit()
+    _keep_codes(codes, url_for("auth.account"))
+    flash("New recovery codes are made; the old ones no longer work.", "success")
+    return redirect(url_for("auth.recovery_codes"))
 
 
 def send_confirmation(db, user: User) -> None:

@@ -13,18 +13,19 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy.orm import selectinload
-from wtforms import DateField, Form, HiddenField, SelectField, StringField
+from wtforms import DateField, Form, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
-from auth import roles
-from auth.login import secretariat_required
+from auth import mail, roles
+from auth import services as auth_services
+from auth.login import end_sockets, secretariat_required
 from auth.models import AuditEntry, Role, User
 from auth.views import safe_next
 from db import get_db, now
 from meetings import parties, services
 from meetings.exports import csv_lines
-from meetings.forms import ActionForm
+from meetings.forms import ActionForm, plain_text
 from meetings.models import Meeting, MeetingSession, Party, RegionalGroup, Registration
 from meetings.views import bp, meeting_or_404
 
@@ -114,6 +115,18 @@ class PartyImportForm(FlaskForm):
 
 class RoleForm(FlaskForm):
     role = SelectField("Role", choices=[SelectChoice(r.value, label) for r, label in roles.ROLE_LABELS.items()])
+    back = HiddenField()
+
+
+class ResetAuthenticatorForm(FlaskForm):
+    reason = TextAreaField(
+        "Reason (kept in the audit log)",
+        validators=[DataRequired("Give the reason for the reset."), Length(max=500), plain_text],
+    )
+    back = HiddenField()
+
+
+class UnlockForm(FlaskForm):
     back = HiddenField()
 
 
@@ -388,9 +401,20 @@ def accounts():
         page=page,
         page_url=_page_url,
         role_form=RoleForm(),
+        reset_form=ResetAuthenticatorForm(),
+        unlock_form=UnlockForm(),
+        blocks=auth_services.login_blocks(get_db(), [user.email for user in page.items]),
+        now=now(),
         role_labels=roles.ROLE_LABELS,
         back=request.full_path,
     )
+
+
+def _account_or_404(user_id: int) -> User:
+    user = get_db().get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
 
 
 @bp.post("/secretariat/accounts/<int:user_id>/role")
@@ -416,12 +440,66 @@ def account_role(user_id: int):
         return redirect(back)
     db.commit()
     if changed:
+        end_sockets(user)
         flash(
-            f"{user.full_name} ({user.email}) is now {ROLE_PHRASES[user.role]}, no longer {ROLE_PHRASES[old]}.",
+            f"{user.full_name} ({user.email}) is now {ROLE_PHRASES[user.role]}, no longer {ROLE_PHRASES[old]}. "
+            "They were logged out and log in again with the new role.",
             "success",
         )
     else:
         flash(f"{user.full_name} already had that role; nothing changed.", "info")
+    return redirect(back)
+
+
+@bp.post("/secretariat/accounts/<int:user_id>/reset-authenticator")
+@secretariat_required
+def account_reset_authenticator(user_id: int):
+    """For a lost phone: the account enrols again at its next login; its sessions and live connections end."""
+    db = get_db()
+    user = _account_or_404(user_id)
+    form = ResetAuthenticatorForm()
+    back = safe_next(form.back.data) or url_for("meetings.accounts")
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for message in errors:
+                flash(f"Authenticator not reset: {message}", "danger")
+        return redirect(back)
+    try:
+        auth_services.reset_authenticator(
+            db, user, current_user, form.reason.data, url_for("auth.login", _external=True), now()
+        )
+    except auth_services.AuthError as exc:
+        db.rollback()
+        flash(f"Authenticator not reset: {exc.message}", "danger")
+        return redirect(back)
+    db.commit()
+    end_sockets(user)
+    mail.deliver_now()
+    flash(
+        f"The authenticator of {user.full_name} ({user.email}) is reset and their recovery codes cancelled. They were "
+        "logged out everywhere and told by email; at their next login they set up an authenticator again.",
+        "success",
+    )
+    return redirect(back)
+
+
+@bp.post("/secretariat/accounts/<int:user_id>/unlock")
+@secretariat_required
+def account_unlock(user_id: int):
+    """Lift the lock or the wait that failed logins put on the account's address."""
+    db = get_db()
+    user = _account_or_404(user_id)
+    form = UnlockForm()
+    back = safe_next(form.back.data) or url_for("meetings.accounts")
+    if not form.validate_on_submit():
+        abort(400)
+    if auth_services.unlock_login(db, user, current_user, now()):
+        db.commit()
+        flash(
+            f"{user.full_name} ({user.email}) can log in again; the count of failed attempts starts afresh.", "success"
+        )
+    else:
+        flash(f"Logging in as {user.email} was neither locked nor waiting; nothing changed.", "info")
     return redirect(back)
 
 

@@ -23,8 +23,9 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from auth.forms import password_rules
 from auth.models import GENDER_LABELS
-from auth.passwords import MAX_LENGTH, MIN_LENGTH
+from auth.passwords import HINT
 from meetings.models import CATEGORY_LABELS, FUNCTION_LABELS, Category
 
 TITLES = ["", "Mr.", "Ms.", "Mrs.", "Dr.", "Prof.", "H.E."]
@@ -51,18 +52,8 @@ class RegistrationForm(FlaskForm):
         "Email",
         validators=[DataRequired(), Length(max=254), Email(check_deliverability=False)],
     )
-    password = PasswordField(
-        "Password",
-        description=f"At least {MIN_LENGTH} characters; a long passphrase of 15 or more is best.",
-        validators=[
-            DataRequired(),
-            Length(
-                min=MIN_LENGTH,
-                max=MAX_LENGTH,
-                message=f"Use {MIN_LENGTH} to {MAX_LENGTH} characters.",
-            ),
-        ],
-    )
+    # Length, common passwords, not the email or names on this form: auth.passwords.password_problem.
+    password = PasswordField("Password", description=HINT, validators=[DataRequired(), password_rules])
     confirm = PasswordField(
         "Repeat the password",
         validators=[
