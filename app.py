@@ -22,7 +22,17 @@ from auth.login import login_manager
 from auth.views import bp as auth_bp
 
 # The *_views modules add their routes to the meetings blueprint when imported.
-from meetings import admin_views, delegation_views, demo, desk_views, kiosk_views, self_views, services  # noqa: F401
+from meetings import (  # noqa: F401
+    admin_views,
+    badge_views,
+    badges,
+    delegation_views,
+    demo,
+    desk_views,
+    kiosk_views,
+    self_views,
+    services,
+)
 from meetings.cli import db_cli, demo_cli, meetings_cli
 from meetings.events import NAMESPACE, LiveNamespace, end_user_sockets
 from meetings.models import CATEGORY_LABELS
@@ -81,7 +91,7 @@ def register_cli(app: Flask) -> None:
 
 
 def register_templates(app: Flask) -> None:
-    app.jinja_env.globals.update(category_labels=CATEGORY_LABELS)
+    app.jinja_env.globals.update(category_labels=CATEGORY_LABELS, current_badge=badges.current_badge)
 
     @app.template_filter("local")
     def local_time(value, tz: str, fmt: str = "%-d %b %Y, %H:%M"):

@@ -29,7 +29,7 @@ from auth.forms import ResendForm
 from auth.login import login_manager, secretariat_required
 from auth.models import GENDER_LABELS, Gender, OutboxMessage
 from db import get_db, now
-from meetings import letters, notices, selfservice, services
+from meetings import badges, letters, notices, selfservice, services
 from meetings.forms import ActionForm, CorrectionForm, LetterForm
 from meetings.models import (
     FUNCTION_LABELS,
@@ -125,7 +125,7 @@ def _folder() -> Path:
 
 def _status_page(access: Access, letter_form: LetterForm | None = None, status: int = 200):
     registration = access.registration
-    badge = next((b for b in reversed(registration.badges) if b.revoked_at is None), None)
+    badge = badges.current_badge(registration)
     return _private(
         "meetings/my_registration.html",
         status,
