@@ -32,6 +32,7 @@ from meetings import (  # noqa: F401
     kiosk_views,
     self_views,
     services,
+    snapshot_views,
 )
 from meetings.cli import db_cli, demo_cli, meetings_cli
 from meetings.events import NAMESPACE, LiveNamespace, end_user_sockets
