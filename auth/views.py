@@ -91,57 +91,62 @@ def _expired():
     return redirect(url_for("auth.login"))
 
 
-@bp.route("/login/code", methods=["GET", "POST"])
-def code():
+def _second_step(template: str, form, check, counted: set[str]):
+    """The code step of a login, with a 6-digit code or a recovery code: throttled per address.
+
+    check(db, user) accepts the code or raises AuthError; errors whose code is in counted count as
+    failed attempts. Returns (user, result) once logged in, or a response to send back.
+    """
     user = pending_login("code", now())
     if user is None:
-        return _expired()
+        return None, _expired()
+    if not form.validate_on_submit():
+        return None, (render_template(template, form=form, user=user), 400 if form.errors else 200)
+    db = get_db()
+    refused = throttle.refusal(db, user.email, now())
+    if refused:
+        form.code.errors.append(refused[1])
+        return None, (render_template(template, form=form, user=user), 429)
+    try:
+        result = check(db, user)
+    except services.AuthError as exc:
+        if exc.code in counted:
+            _count_failure(db, user.email)
+        form.code.errors.append(exc.message)
+        return None, (render_template(template, form=form, user=user), 401)
+    throttle.succeeded(db, user.email)
+    db.commit()
+    return user, result
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def code():
     form = CodeForm()
-    if form.validate_on_submit():
-        db = get_db()
-        refused = throttle.refusal(db, user.email, now())
-        if refused:
-            form.code.errors.append(refused[1])
-            return render_template("auth/code.html", form=form, user=user), 429
-        try:
-            services.verify_code(db, user, form.code.data, now(), current_app.config["TOTP_VALID_WINDOW"])
-        except services.AuthError as exc:
-            if exc.code in COUNTED_CODE_ERRORS:
-                _count_failure(db, user.email)
-            form.code.errors.append(exc.message)
-            return render_template("auth/code.html", form=form, user=user), 401
-        throttle.succeeded(db, user.email)
-        db.commit()
-        return redirect(_finish_login(user))
-    return render_template("auth/code.html", form=form, user=user), 400 if form.errors else 200
+    window = current_app.config["TOTP_VALID_WINDOW"]
+    user, answer = _second_step(
+        "auth/code.html",
+        form,
+        lambda db, user: services.verify_code(db, user, form.code.data, now(), window),
+        COUNTED_CODE_ERRORS,
+    )
+    return redirect(_finish_login(user)) if user is not None else answer
 
 
 @bp.route("/login/recovery", methods=["GET", "POST"])
 def recovery_login():
     """Step 2 with a recovery code instead of the authenticator's code: each code works once."""
-    user = pending_login("code", now())
-    if user is None:
-        return _expired()
     form = RecoveryCodeForm()
-    if form.validate_on_submit():
-        db = get_db()
-        refused = throttle.refusal(db, user.email, now())
-        if refused:
-            form.code.errors.append(refused[1])
-            return render_template("auth/recovery_login.html", form=form, user=user), 429
-        try:
-            left = recovery.use(db, user, form.code.data, now())
-        except services.AuthError as exc:
-            if exc.code == "bad_recovery_code":
-                _count_failure(db, user.email)
-            form.code.errors.append(exc.message)
-            return render_template("auth/recovery_login.html", form=form, user=user), 401
-        throttle.succeeded(db, user.email)
-        db.commit()
-        next_url = _finish_login(user)
-        flash(*_recovery_code_used_message(left))  # after the login, which starts a new session
-        return redirect(next_url)
-    return render_template("auth/recovery_login.html", form=form, user=user), 400 if form.errors else 200
+    user, answer = _second_step(
+        "auth/recovery_login.html",
+        form,
+        lambda db, user: recovery.use(db, user, form.code.data, now()),
+        {"bad_recovery_code"},
+    )
+    if user is None:
+        return answer
+    next_url = _finish_login(user)
+    flash(*_recovery_code_used_message(answer))  # after the login, which starts a new session
+    return redirect(next_url)
 
 
 def _recovery_code_used_message(left: int) -> tuple[str, str]:
