@@ -27,7 +27,7 @@ from meetings import parties, services
 from meetings.exports import csv_lines
 from meetings.forms import ActionForm, plain_text
 from meetings.models import Meeting, MeetingSession, Party, RegionalGroup, Registration
-from meetings.views import bp, meeting_or_404
+from meetings.views import bp, flash_form_errors, meeting_or_404
 
 ACCOUNTS_PER_PAGE = 25
 AUDIT_PER_PAGE = 50
@@ -427,9 +427,7 @@ def account_role(user_id: int):
     form = RoleForm()
     back = safe_next(form.back.data) or url_for("meetings.accounts")
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(f"Role not changed: {message}", "danger")
+        flash_form_errors(form, "Role not changed")
         return redirect(back)
     old = user.role
     try:
@@ -460,9 +458,7 @@ def account_reset_authenticator(user_id: int):
     form = ResetAuthenticatorForm()
     back = safe_next(form.back.data) or url_for("meetings.accounts")
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(f"Authenticator not reset: {message}", "danger")
+        flash_form_errors(form, "Authenticator not reset")
         return redirect(back)
     try:
         auth_services.reset_authenticator(

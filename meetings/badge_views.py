@@ -18,7 +18,7 @@ from db import get_db, now
 from meetings import badge_pdf, badges, services
 from meetings.forms import plain_text
 from meetings.models import Badge, Registration, Segment
-from meetings.views import bp, meeting_or_404, registration_or_404
+from meetings.views import bp, flash_form_errors, meeting_or_404, registration_or_404
 
 # A batch PDF this large stays in memory; a larger one is spooled to a temporary file while it is sent.
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -158,9 +158,7 @@ def badge_list(code: str):
 def _refused_form(form: BadgeReasonForm, what: str) -> None:
     if form.csrf_token.errors:
         abort(400)
-    for errors in form.errors.values():
-        for message in errors:
-            flash(f"{what}: {message}", "danger")
+    flash_form_errors(form, what)
 
 
 @bp.post("/secretariat/badges/<int:badge_id>/revoke")

@@ -29,7 +29,7 @@ from meetings.models import (
     Registration,
     RegistrationStatus,
 )
-from meetings.views import bp, meeting_or_404, registration_or_404
+from meetings.views import bp, flash_form_errors, meeting_or_404, registration_or_404
 
 
 @bp.app_context_processor
@@ -121,9 +121,7 @@ def change_credentials(code: str, party_code: str):
     party = _party_or_404(meeting, party_code)
     form = CredentialsForm()
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(f"Credentials not changed: {message}", "danger")
+        flash_form_errors(form, "Credentials not changed")
         return redirect(url_for("meetings.delegation", code=code, party_code=party.code))
     status = CredentialsStatus(form.status.data)
     try:

@@ -17,7 +17,7 @@ from db import get_db, now
 from meetings import desk, notices, services
 from meetings.forms import ActionForm, RejectForm, plain_text
 from meetings.models import CATEGORY_LABELS, FUNCTION_LABELS, RegionalGroup
-from meetings.views import bp, meeting_or_404, registration_or_404
+from meetings.views import bp, flash_form_errors, meeting_or_404, registration_or_404
 
 # A flash listing more refusals than this would bury the page; the rest are counted.
 REFUSALS_SHOWN = 10
@@ -96,9 +96,7 @@ def bulk_decide(code: str):
     if not form.validate_on_submit():
         if form.csrf_token.errors:
             abort(400)
-        for errors in form.errors.values():
-            for message in errors:
-                flash(f"Nothing was changed: {message}", "danger")
+        flash_form_errors(form, "Nothing was changed")
         return redirect(_list_url(meeting.code))
     login_url = url_for("auth.login", _external=True)
     try:
@@ -173,9 +171,7 @@ def reject(registration_id: int):
     registration = registration_or_404(registration_id)
     form = RejectForm()
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(f"Not rejected: {message}", "danger")
+        flash_form_errors(form, "Not rejected")
         return redirect(_list_url(registration.meeting.code))
     try:
         services.reject(db, registration, current_user, form.reason.data, now())

@@ -46,6 +46,13 @@ def meeting_or_404(code: str) -> Meeting:
     return meeting
 
 
+def flash_form_errors(form, prefix: str) -> None:
+    """Tell, after a redirect, why a small form on a list page was refused: one message per error."""
+    for errors in form.errors.values():
+        for message in errors:
+            flash(f"{prefix}: {message}", "danger")
+
+
 def registration_or_404(registration_id: int) -> Registration:
     registration = get_db().get(Registration, registration_id)
     if registration is None:
