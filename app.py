@@ -30,6 +30,7 @@ from meetings import (  # noqa: F401
     demo,
     desk_views,
     kiosk_views,
+    live,
     self_views,
     services,
     snapshot_views,
@@ -79,11 +80,13 @@ def register_sockets(app: Flask) -> None:
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
         message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
         cors_allowed_origins=app.config["SOCKETIO_CORS_ALLOWED_ORIGINS"],
+        max_http_buffer_size=app.config["SOCKETIO_MAX_MESSAGE_BYTES"],
         # Each socket event gets its own request context; the database session closes with it.
         manage_session=True,
     )
     socketio.on_namespace(LiveNamespace(NAMESPACE))
     app.extensions["end_user_sockets"] = end_user_sockets
+    app.extensions["live"] = live.Live(app, socketio)
 
 
 def register_cli(app: Flask) -> None:

@@ -25,6 +25,17 @@ class Config:
     SOCKETIO_MESSAGE_QUEUE: str | None = None
     # None keeps sockets same-origin only.
     SOCKETIO_CORS_ALLOWED_ORIGINS: str | list[str] | None = None
+    # The largest Socket.IO message accepted; every event's payload is far smaller.
+    SOCKETIO_MAX_MESSAGE_BYTES = 16 * 1024
+
+    # Online presence: pages send a heartbeat this often (seconds); a delegate whose every
+    # connection is silent for the grace period is checked out as of the last moment they were
+    # seen. Lapsed presences are swept this often (seconds; 0 turns the sweep off).
+    PRESENCE_HEARTBEAT_SECONDS = 20
+    PRESENCE_GRACE_SECONDS = 60
+    PRESENCE_SWEEP_SECONDS = 1.0
+    # Quorum broadcasts are coalesced: at most one per session per this many seconds (0: one per change).
+    LIVE_BROADCAST_SECONDS = 0.1
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -77,6 +88,9 @@ class TestingConfig(Config):
     RATELIMIT_ENABLED = False
     # A cheaper hash keeps the suite fast; the algorithm is the same.
     PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+    # Tests drive the clock and the sweep themselves, and see each broadcast as it is sent.
+    PRESENCE_SWEEP_SECONDS = 0.0
+    LIVE_BROADCAST_SECONDS = 0.0
 
 
 class ProductionConfig(Config):
@@ -112,6 +126,8 @@ def _parse(value: str, default: object) -> object:
         raise ValueError(f"expected a boolean, got {value!r}")
     if isinstance(default, int):
         return int(value)
+    if isinstance(default, float):
+        return float(value)
     if isinstance(default, list) or value.startswith("["):
         return json.loads(value)
     return value

@@ -1,7 +1,8 @@
 """The /live Socket.IO namespace: online check-in from delegates' browsers, officers' dashboards, gate kiosks.
 
 Handlers are thin: check the payload and the permission, call a service, commit, acknowledge,
-then broadcast. Every acknowledgement is {"ok": true, ...} or {"ok": false, "error": {code, message}}.
+then mark the session changed for the coalesced broadcast. Every acknowledgement is
+{"ok": true, ...} or {"ok": false, "error": {code, message}}; docs/socket-protocol.md has them all.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 
+import sqlalchemy as sa
 from flask import current_app, request, session
 from flask_login import current_user
 from flask_socketio import Namespace, join_room, leave_room
@@ -17,25 +19,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from auth import throttle
 from db import get_db, now
-from meetings import kiosk, services
-from meetings.models import Channel, EventKind, MeetingSession, Source
+from meetings import dashboard, kiosk, services
+from meetings.live import NAMESPACE, attendees_room, officers_room, user_room
+from meetings.models import Channel, EventKind, MeetingSession, Presence, Source
 
-NAMESPACE = "/live"
+__all__ = ["NAMESPACE", "LiveNamespace", "end_user_sockets", "session_changed"]
+
+# The sessions this connection checked in to, so that its disconnect can say when it was last seen.
+# Losing it (a crashed process) costs only precision: the presence then ends at the last heartbeat.
 CHECKED_IN_KEY = "checked_in_sessions"
 
 log = logging.getLogger(__name__)
-
-
-def officers_room(session_id: int) -> str:
-    return f"officers:{session_id}"
-
-
-def attendees_room(session_id: int) -> str:
-    return f"attendees:{session_id}"
-
-
-def user_room(user_id: int) -> str:
-    return f"user:{user_id}"
 
 
 def end_user_sockets(user_id: int) -> None:
@@ -47,26 +41,18 @@ def end_user_sockets(user_id: int) -> None:
         socketio.server.disconnect(sid, namespace=NAMESPACE)
 
 
+def session_changed(meeting_session: MeetingSession | int) -> None:
+    """After a commit: the session's dashboards and attendees' pages get its new state (coalesced)."""
+    session_id = meeting_session if isinstance(meeting_session, int) else meeting_session.id
+    current_app.extensions["live"].changed(session_id)
+
+
 def error(code: str, message: str) -> dict:
     return {"ok": False, "error": {"code": code, "message": message}}
 
 
-def broadcast_session(meeting_session: MeetingSession) -> None:
-    """Send the session's committed state to its officers' dashboards and its attendees' pages."""
-    socketio = current_app.extensions["socketio"]
-    state = services.dashboard_state(get_db(), meeting_session)
-    socketio.emit(
-        "quorum_updated",
-        state,
-        to=officers_room(meeting_session.id),
-        namespace=NAMESPACE,
-    )
-    socketio.emit(
-        "session_updated",
-        {"session_id": meeting_session.id, "state": meeting_session.state.value},
-        to=attendees_room(meeting_session.id),
-        namespace=NAMESPACE,
-    )
+def bad_request(message: str = "The request was malformed.") -> services.MeetingError:
+    return services.MeetingError("bad_request", message)
 
 
 def acknowledged(handler: Callable) -> Callable:
@@ -95,95 +81,156 @@ def acknowledged(handler: Callable) -> Callable:
     return wrapped
 
 
-def _session_from(data: object) -> MeetingSession:
-    """The meeting session a payload names, refusing malformed payloads."""
+def checked_payload(data: object, allowed: frozenset[str]) -> dict:
+    """The payload as a dict with only the allowed fields; anything else is a bad_request."""
     if not isinstance(data, dict):
-        raise services.MeetingError("bad_request", "The request was malformed.")
+        raise bad_request("The request was malformed (expected an object).")
+    unknown = set(data) - allowed
+    if unknown:
+        raise bad_request(f"The request had fields this event does not take: {', '.join(sorted(map(str, unknown)))}.")
+    return data
+
+
+def session_from(data: dict) -> MeetingSession:
+    """The meeting session a checked payload names."""
     session_id = data.get("session_id")
-    if not isinstance(session_id, int) or isinstance(session_id, bool) or session_id <= 0:
-        raise services.MeetingError("bad_request", "The request did not name a session.")
+    if not isinstance(session_id, int) or isinstance(session_id, bool) or not 0 < session_id < 2**31:
+        raise bad_request("The request did not name a session.")
     meeting_session = get_db().get(MeetingSession, session_id)
     if meeting_session is None:
         raise services.MeetingError("not_found", "There is no such session.")
     return meeting_session
 
 
+SESSION_ONLY = frozenset({"session_id"})
+SESSION_AND_NONCE = frozenset({"session_id", "nonce"})
+
+
+def _remember(session_id: int, checked_in: bool) -> None:
+    sessions = [sid for sid in session.get(CHECKED_IN_KEY, []) if sid != session_id]
+    if checked_in:
+        sessions.append(session_id)
+    session[CHECKED_IN_KEY] = sessions
+
+
+def _since(meeting_session: MeetingSession) -> str | None:
+    since = get_db().scalar(
+        sa.select(Presence.since).where(
+            Presence.session_id == meeting_session.id,
+            Presence.user_id == current_user.id,
+            Presence.channel == Channel.ONLINE,
+        )
+    )
+    return since.isoformat() if since else None
+
+
 class LiveNamespace(Namespace):
-    """Check-ins and dashboards for logged-in accounts only."""
+    """Check-ins, heartbeats, dashboards and kiosks, for logged-in accounts only."""
 
     def on_connect(self, auth=None):
         if not current_user.is_authenticated:
             raise ConnectionRefusedError("login_required")
         session[CHECKED_IN_KEY] = []
         join_room(user_room(current_user.id))
+        current_app.extensions["live"].start()
 
     def on_disconnect(self, reason=None):
-        """Closing the page checks the delegate out of the sessions this connection checked in to."""
+        """A closed page is not yet a departure: the presence lapses unless a page reconnects within the grace."""
         if not current_user.is_authenticated:
             return
         db = get_db()
-        for session_id in session.get(CHECKED_IN_KEY, []):
-            meeting_session = db.get(MeetingSession, session_id)
-            if meeting_session is None:
-                continue
-            try:
-                result = services.record_attendance(
-                    db,
-                    meeting_session,
-                    current_user,
-                    kind=EventKind.EXIT,
-                    channel=Channel.ONLINE,
-                    source=Source.BROWSER,
-                    nonce=f"disconnect-{request.sid}-{session_id}",
-                    now=now(),
-                )
-                db.commit()
-            except (services.MeetingError, SQLAlchemyError):
-                db.rollback()
-                log.exception("could not record the check-out of a closed connection")
-                continue
-            if result.recorded:
-                broadcast_session(meeting_session)
+        try:
+            for session_id in session.get(CHECKED_IN_KEY, []):
+                services.online_seen(db, session_id, current_user.id, now())
+            db.commit()
+        except SQLAlchemyError:
+            db.rollback()
+            log.warning("could not stamp the last moment a closed connection was seen", exc_info=True)
 
     @acknowledged
     def on_check_in(self, data):
-        """A delegate's browser checks in to an open online session."""
-        return self._attend(data, EventKind.ENTRY)
-
-    @acknowledged
-    def on_check_out(self, data):
-        return self._attend(data, EventKind.EXIT)
-
-    def _attend(self, data, kind: EventKind) -> dict:
-        meeting_session = _session_from(data)
-        nonce = data.get("nonce")
+        """A delegate's page joins an open online session; a second tab or device joins the same presence."""
+        data = checked_payload(data, SESSION_AND_NONCE)
+        meeting_session = session_from(data)
         db = get_db()
+        live = current_app.extensions["live"]
+        at = now()
+        lapsed = services.end_lapsed_presences(
+            db, live.lapse_cutoff(), session_id=meeting_session.id, user_id=current_user.id
+        )
         result = services.record_attendance(
             db,
             meeting_session,
             current_user,
-            kind=kind,
+            kind=EventKind.ENTRY,
             channel=Channel.ONLINE,
             source=Source.BROWSER,
-            nonce=nonce,
+            nonce=data.get("nonce"),
+            now=at,
+        )
+        services.online_seen(db, meeting_session.id, current_user.id, at)
+        db.commit()
+        join_room(attendees_room(meeting_session.id))
+        _remember(meeting_session.id, checked_in=True)
+        if result.recorded or lapsed:
+            session_changed(meeting_session)
+        return {
+            "ok": True,
+            "status": "present",
+            "at": result.at.isoformat(),
+            "since": _since(meeting_session) or result.at.isoformat(),
+            "recorded": result.recorded,
+        }
+
+    @acknowledged
+    def on_heartbeat(self, data):
+        """The page is still open: the delegate is still connected. present: false asks the page to check in again."""
+        data = checked_payload(data, SESSION_ONLY)
+        meeting_session = session_from(data)
+        db = get_db()
+        live = current_app.extensions["live"]
+        lapsed = services.end_lapsed_presences(
+            db, live.lapse_cutoff(), session_id=meeting_session.id, user_id=current_user.id
+        )
+        present = services.online_seen(db, meeting_session.id, current_user.id, now())
+        db.commit()
+        if lapsed:
+            session_changed(meeting_session)
+        return {"ok": True, "present": present}
+
+    @acknowledged
+    def on_check_out(self, data):
+        """The delegate leaves the session: every tab and device of theirs is told."""
+        data = checked_payload(data, SESSION_AND_NONCE)
+        meeting_session = session_from(data)
+        db = get_db()
+        live = current_app.extensions["live"]
+        lapsed = services.end_lapsed_presences(
+            db, live.lapse_cutoff(), session_id=meeting_session.id, user_id=current_user.id
+        )
+        result = services.record_attendance(
+            db,
+            meeting_session,
+            current_user,
+            kind=EventKind.EXIT,
+            channel=Channel.ONLINE,
+            source=Source.BROWSER,
+            nonce=data.get("nonce"),
             now=now(),
         )
         db.commit()
-        checked_in = [sid for sid in session.get(CHECKED_IN_KEY, []) if sid != meeting_session.id]
-        if kind == EventKind.ENTRY:
-            checked_in.append(meeting_session.id)
-            join_room(attendees_room(meeting_session.id))
-        else:
-            leave_room(attendees_room(meeting_session.id))
-        session[CHECKED_IN_KEY] = checked_in
+        leave_room(attendees_room(meeting_session.id))
+        _remember(meeting_session.id, checked_in=False)
         if result.recorded:
-            broadcast_session(meeting_session)
-        return {
-            "ok": True,
-            "status": "present" if kind == EventKind.ENTRY else "absent",
-            "at": result.at.isoformat(),
-            "recorded": result.recorded,
-        }
+            self.emit(
+                "checked_out",
+                {"session_id": meeting_session.id, "at": result.at.isoformat()},
+                to=user_room(current_user.id),
+                skip_sid=request.sid,
+            )
+        if result.recorded or lapsed:
+            session_changed(meeting_session)
+        return {"ok": True, "status": "absent", "at": result.at.isoformat(), "recorded": result.recorded}
 
     @acknowledged
     def on_watch_session(self, data):
@@ -193,12 +240,10 @@ class LiveNamespace(Namespace):
                 "forbidden",
                 "Only meeting officers and the secretariat can watch the quorum.",
             )
-        meeting_session = _session_from(data)
+        data = checked_payload(data, SESSION_ONLY)
+        meeting_session = session_from(data)
         join_room(officers_room(meeting_session.id))
-        return {
-            "ok": True,
-            "state": services.dashboard_state(get_db(), meeting_session),
-        }
+        return {"ok": True, "state": dashboard.state(get_db(), meeting_session, now())}
 
     @acknowledged
     def on_kiosk_scan(self, data):
@@ -208,7 +253,8 @@ class LiveNamespace(Namespace):
                 "forbidden",
                 "Only meeting officers and the secretariat can run a gate kiosk.",
             )
-        meeting_session = _session_from(data)
+        data = checked_payload(data, kiosk.SCAN_FIELDS)
+        meeting_session = session_from(data)
         scan = kiosk.read_scan(data)
         db = get_db()
         try:
@@ -229,5 +275,5 @@ class LiveNamespace(Namespace):
             raise
         db.commit()
         if result.recorded:
-            broadcast_session(meeting_session)
+            session_changed(meeting_session)
         return {"ok": True, **result.as_ack()}

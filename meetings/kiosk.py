@@ -33,6 +33,7 @@ MAX_AHEAD = dt.timedelta(seconds=30)
 MAX_TOKEN_CHARS = 2000
 MAX_CODE_CHARS = 12
 MAX_TIME_CHARS = 40
+SCAN_FIELDS = frozenset({"session_id", "gate", "token", "code", "nonce", "scanned_at"})
 
 
 class Gate(enum.StrEnum):

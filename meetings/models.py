@@ -351,6 +351,7 @@ class AttendanceEvent(Base):
     __table_args__ = (
         sa.UniqueConstraint("session_id", "nonce"),
         sa.Index("ix_attendance_events_session_at", "session_id", "at"),
+        sa.Index("ix_attendance_events_session_user", "session_id", "user_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -366,6 +367,27 @@ class AttendanceEvent(Base):
     nonce: Mapped[str] = mapped_column(sa.String(64))
     recorded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     reason: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+class Presence(Base):
+    """Who is inside a session now, and through which channel.
+
+    One row per participant and channel, written in the same transaction as the entry or exit
+    that opens or ends it, so it always agrees with the attendance log (a test folds the log and
+    compares). The primary key makes a second arrival through the same channel impossible, even
+    from two processes at once.
+    """
+
+    __tablename__ = "presences"
+    __table_args__ = (sa.Index("ix_presences_channel_last_seen", "channel", "last_seen_at"),)
+
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("meeting_sessions.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel), primary_key=True)
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Online only: the last moment the participant was known connected (check-in, heartbeat,
+    # disconnect). A presence whose last_seen_at is older than the grace period has lapsed.
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class QuorumSnapshot(Base):

@@ -28,6 +28,7 @@ from meetings.models import (
     Meeting,
     MeetingSession,
     Party,
+    Presence,
     Registration,
     RegistrationStatus,
     Segment,
@@ -226,8 +227,14 @@ def change_state(
     action: str,
     actor: User,
     now: dt.datetime,
+    *,
+    lapsed_before: dt.datetime | None = None,
 ) -> None:
-    """Open, suspend or close a session; closing ends every presence at the closing time."""
+    """Open, suspend or close a session; closing ends every presence at the closing time.
+
+    Online presences whose connection was last seen before lapsed_before (now less the grace
+    period) end at that last moment instead, as they would have without the close.
+    """
     try:
         allowed_from, target = TRANSITIONS[action]
     except KeyError:
@@ -242,21 +249,21 @@ def change_state(
         meeting_session.opened_at = now
     if target == SessionState.CLOSED:
         meeting_session.closed_at = now
-        for interval in open_intervals(db, meeting_session):
-            _append(
-                db,
-                meeting_session,
-                interval.participant,
-                EventKind.EXIT,
-                interval.channel,
-                Source.SYSTEM,
-                now,
-            )
+        if lapsed_before is not None:
+            end_lapsed_presences(db, lapsed_before, session_id=meeting_session.id)
+        for user_id, channel in db.execute(
+            sa.select(Presence.user_id, Presence.channel).where(Presence.session_id == meeting_session.id)
+        ).all():
+            _leave(db, meeting_session, user_id, channel, Source.SYSTEM, now, nonce=f"closed-{user_id}-{channel.value}")
     audit(db, actor, f"session.{action}", meeting_session, now)
     db.flush()
 
 
 # Attendance --------------------------------------------------------------------------------
+#
+# The attendance log (AttendanceEvent) is append-only and is the record. The presences table is
+# who is inside now: each entry opens a presence and each exit ends one, in the same savepoint,
+# so a check-in costs a primary-key lookup instead of a fold over the whole session's log.
 
 
 def _events(db: Session, session_id: int) -> list[presence.Event]:
@@ -273,43 +280,138 @@ def _events(db: Session, session_id: int) -> list[presence.Event]:
     return [presence.Event(user_id, kind.value, channel.value, at) for user_id, kind, channel, at in rows]
 
 
-def open_intervals(db: Session, meeting_session: MeetingSession) -> list[presence.Interval]:
-    return [i for i in presence.intervals(_events(db, meeting_session.id)) if i.end is None]
+def logged_presence(db: Session, meeting_session: MeetingSession) -> dict[int, frozenset[str]]:
+    """Who the attendance log says is inside: a full fold, for checks and reports, not for each check-in."""
+    return presence.present(_events(db, meeting_session.id))
 
 
 def present_users(db: Session, meeting_session: MeetingSession) -> dict[int, frozenset[str]]:
     """Participants present in the session, each with the channels they are present through."""
-    return presence.present(_events(db, meeting_session.id))
+    channels: dict[int, set[str]] = {}
+    for user_id, channel in db.execute(
+        sa.select(Presence.user_id, Presence.channel).where(Presence.session_id == meeting_session.id)
+    ):
+        channels.setdefault(user_id, set()).add(channel.value)
+    return {user_id: frozenset(chs) for user_id, chs in channels.items()}
 
 
-def _append(
+def _event(
     db: Session,
     meeting_session: MeetingSession,
     user_id: int,
     kind: EventKind,
-    channel: str,
+    channel: Channel,
     source: Source,
-    now: dt.datetime,
+    at: dt.datetime,
     *,
-    nonce: str | None = None,
+    nonce: str,
     recorded_by: User | None = None,
     reason: str | None = None,
 ) -> AttendanceEvent:
     registration = registration_of(db, meeting_session.segment.meeting_id, user_id)
-    event = AttendanceEvent(
+    return AttendanceEvent(
         session_id=meeting_session.id,
         user_id=user_id,
         registration_id=registration.id,
         party_id=registration.party_id if registration.category == Category.PARTY else None,
         kind=kind,
-        channel=Channel(channel),
+        channel=channel,
         source=source,
-        at=now,
-        nonce=nonce or f"system-{kind.value}-{user_id}-{channel}-{now.timestamp():.6f}",
+        at=at,
+        nonce=nonce,
         recorded_by_id=recorded_by.id if recorded_by else None,
         reason=reason,
     )
-    db.add(event)
+
+
+def _last_event_at(db: Session, session_id: int, user_id: int, channel: Channel) -> dt.datetime | None:
+    return db.scalar(
+        sa.select(sa.func.max(AttendanceEvent.at)).where(
+            AttendanceEvent.session_id == session_id,
+            AttendanceEvent.user_id == user_id,
+            AttendanceEvent.channel == channel,
+        )
+    )
+
+
+class _NotInside(Exception):
+    """Rolls back the savepoint of an exit that found no presence to end."""
+
+
+def _enter(
+    db: Session,
+    meeting_session: MeetingSession,
+    user_id: int,
+    channel: Channel,
+    source: Source,
+    at: dt.datetime,
+    **details,
+) -> AttendanceEvent | None:
+    """Open a presence and log the entry; None if already inside through that channel.
+
+    A concurrent entry of the same person and channel (another process, another tab) collides
+    on the presence's primary key; the loser rolls back its savepoint and records nothing.
+    """
+    # Never before the person's last exit through this channel (a kiosk's queued scan may be
+    # older): the log, folded in time order, must say what the presences table says.
+    last = _last_event_at(db, meeting_session.id, user_id, channel)
+    at = max(at, last) if last else at
+    event = _event(db, meeting_session, user_id, EventKind.ENTRY, channel, source, at, **details)
+    try:
+        with db.begin_nested():
+            db.add(
+                Presence(
+                    session_id=meeting_session.id,
+                    user_id=user_id,
+                    channel=channel,
+                    since=at,
+                    last_seen_at=at if channel == Channel.ONLINE else None,
+                )
+            )
+            db.add(event)
+    except IntegrityError:
+        return None
+    return event
+
+
+def _leave(
+    db: Session,
+    meeting_session: MeetingSession,
+    user_id: int,
+    channel: Channel,
+    source: Source,
+    at: dt.datetime,
+    **details,
+) -> AttendanceEvent | None:
+    """End a presence and log the exit; None if not inside through that channel."""
+    since = db.scalar(
+        sa.select(Presence.since).where(
+            Presence.session_id == meeting_session.id,
+            Presence.user_id == user_id,
+            Presence.channel == channel,
+        )
+    )
+    if since is None:
+        return None
+    at = max(at, since)
+    event = _event(db, meeting_session, user_id, EventKind.EXIT, channel, source, at, **details)
+    try:
+        with db.begin_nested():
+            ended = db.execute(
+                sa.delete(Presence).where(
+                    Presence.session_id == meeting_session.id,
+                    Presence.user_id == user_id,
+                    Presence.channel == channel,
+                ),
+            ).rowcount
+            if not ended:
+                raise _NotInside
+            db.add(event)
+    except _NotInside:
+        return None
+    except IntegrityError:
+        # The same exit (same nonce) was committed by a concurrent request.
+        return None
     return event
 
 
@@ -332,6 +434,20 @@ def _by_nonce(db: Session, meeting_session: MeetingSession, nonce: str) -> Atten
     )
 
 
+def _earlier(
+    db: Session, meeting_session: MeetingSession, user: User, kind: EventKind, nonce: str
+) -> CheckInResult | None:
+    earlier = _by_nonce(db, meeting_session, nonce)
+    if earlier is None:
+        return None
+    if earlier.user_id != user.id or earlier.kind != kind:
+        raise CheckInError(
+            "nonce_reused",
+            "This check-in identifier was already used for something else.",
+        )
+    return CheckInResult(earlier.id, earlier.kind.value, earlier.at, recorded=False)
+
+
 def record_attendance(
     db: Session,
     meeting_session: MeetingSession,
@@ -351,44 +467,71 @@ def record_attendance(
             "bad_nonce",
             "The check-in was malformed (its identifier is missing or invalid).",
         )
-    earlier = _by_nonce(db, meeting_session, nonce)
+    earlier = _earlier(db, meeting_session, user, kind, nonce)
     if earlier is not None:
-        if earlier.user_id != user.id or earlier.kind != kind:
-            raise CheckInError(
-                "nonce_reused",
-                "This check-in identifier was already used for something else.",
-            )
-        return CheckInResult(earlier.id, earlier.kind.value, earlier.at, recorded=False)
-
-    inside = present_users(db, meeting_session).get(user.id, frozenset())
+        return earlier
     if kind == EventKind.ENTRY:
         _check_entry_allowed(db, meeting_session, user, channel)
-        if channel.value in inside:
-            return CheckInResult(None, kind.value, now, recorded=False)
-    elif channel.value not in inside:
-        return CheckInResult(None, kind.value, now, recorded=False)
+        move = _enter
+    else:
+        move = _leave
+    event = move(
+        db, meeting_session, user.id, channel, source, now, nonce=nonce, recorded_by=recorded_by, reason=reason
+    )
+    if event is None:
+        # Already inside (entry) or outside (exit); or a concurrent request with this nonce won.
+        return _earlier(db, meeting_session, user, kind, nonce) or CheckInResult(None, kind.value, now, recorded=False)
+    return CheckInResult(event.id, kind.value, event.at, recorded=True)
 
-    try:
-        with db.begin_nested():
-            event = _append(
-                db,
-                meeting_session,
-                user.id,
-                kind,
-                channel,
-                source,
-                now,
-                nonce=nonce,
-                recorded_by=recorded_by,
-                reason=reason,
-            )
-    except IntegrityError:
-        # A concurrent request with the same nonce committed first: that one counts.
-        earlier = _by_nonce(db, meeting_session, nonce)
-        if earlier is None:
-            raise
-        return CheckInResult(earlier.id, earlier.kind.value, earlier.at, recorded=False)
-    return CheckInResult(event.id, kind.value, now, recorded=True)
+
+# Online presence -----------------------------------------------------------------------------
+#
+# A browser's connection is the delegate's online presence. It says it is alive (check-in,
+# heartbeats, disconnect) by stamping last_seen_at on the presence, shared by all of the
+# delegate's tabs and devices. A presence not seen for the grace period has lapsed: it ends at
+# its last_seen_at. Everything is in the database, so a restarted or different server process
+# picks up where another left off.
+
+
+def online_seen(db: Session, session_id: int, user_id: int, at: dt.datetime) -> bool:
+    """Stamp the delegate's online presence as connected at `at`; False if they are not present online."""
+    stamped = db.execute(
+        sa.update(Presence)
+        .where(
+            Presence.session_id == session_id,
+            Presence.user_id == user_id,
+            Presence.channel == Channel.ONLINE,
+        )
+        .values(last_seen_at=sa.case((Presence.last_seen_at < at, at), else_=Presence.last_seen_at)),
+        execution_options={"synchronize_session": False},
+    )
+    return stamped.rowcount > 0
+
+
+def end_lapsed_presences(
+    db: Session,
+    lapsed_before: dt.datetime,
+    *,
+    session_id: int | None = None,
+    user_id: int | None = None,
+) -> set[int]:
+    """End online presences last seen before lapsed_before, at their last_seen_at; the sessions changed."""
+    query = sa.select(Presence.session_id, Presence.user_id, Presence.since, Presence.last_seen_at).where(
+        Presence.channel == Channel.ONLINE,
+        Presence.last_seen_at < lapsed_before,
+    )
+    if session_id is not None:
+        query = query.where(Presence.session_id == session_id)
+    if user_id is not None:
+        query = query.where(Presence.user_id == user_id)
+    changed: set[int] = set()
+    for lapsed_session_id, lapsed_user_id, since, last_seen_at in db.execute(query).all():
+        meeting_session = db.get(MeetingSession, lapsed_session_id)
+        # One exit per presence, whichever process sees the lapse first.
+        nonce = f"lapsed-{lapsed_user_id}-{int(since.timestamp() * 1_000_000)}"
+        if _leave(db, meeting_session, lapsed_user_id, Channel.ONLINE, Source.SYSTEM, last_seen_at, nonce=nonce):
+            changed.add(lapsed_session_id)
+    return changed
 
 
 def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: User, channel: Channel) -> None:
@@ -428,77 +571,36 @@ def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: Use
 # Quorum ------------------------------------------------------------------------------------
 
 
+def present_parties_channels(
+    db: Session, meeting_session: MeetingSession, users: dict[int, frozenset[str]] | None = None
+) -> dict[str, frozenset[str]]:
+    """Parties with an approved delegate present, each with the channels its delegates are present through."""
+    if users is None:
+        users = present_users(db, meeting_session)
+    if not users:
+        return {}
+    channels: dict[str, set[str]] = {}
+    for code, user_id in db.execute(
+        sa.select(Party.code, Registration.user_id)
+        .join(Registration, Registration.party_id == Party.id)
+        .where(
+            Registration.meeting_id == meeting_session.segment.meeting_id,
+            Registration.user_id.in_(list(users)),
+            Registration.status == RegistrationStatus.APPROVED,
+            Registration.category == Category.PARTY,
+        )
+    ):
+        channels.setdefault(code, set()).update(users[user_id])
+    return {code: frozenset(chs) for code, chs in channels.items()}
+
+
 def session_quorum(db: Session, meeting_session: MeetingSession) -> Quorum:
-    """The quorum of the session now, derived from the attendance log."""
+    """The quorum of the session now: Parties in force on its date against Parties present."""
     meeting = meeting_session.segment.meeting
     parties = db.execute(sa.select(Party.code, Party.entry_into_force_on).where(Party.convention == meeting.convention))
     in_force = in_force_on(parties, meeting_session.local_date)
-    present_ids = set(present_users(db, meeting_session))
-    present_codes: set[str] = set()
-    if present_ids:
-        present_codes = set(
-            db.scalars(
-                sa.select(Party.code)
-                .join(Registration, Registration.party_id == Party.id)
-                .where(
-                    Registration.meeting_id == meeting.id,
-                    Registration.user_id.in_(present_ids),
-                    Registration.status == RegistrationStatus.APPROVED,
-                    Registration.category == Category.PARTY,
-                )
-            )
-        )
+    present_codes = set(present_parties_channels(db, meeting_session))
     return quorum(in_force, present_codes, meeting.open_fraction, meeting.decide_fraction)
-
-
-def dashboard_state(db: Session, meeting_session: MeetingSession) -> dict:
-    """What the officers' dashboard shows, as plain JSON-ready values."""
-    q = session_quorum(db, meeting_session)
-    meeting = meeting_session.segment.meeting
-    parties = (
-        {
-            party.code: party
-            for party in db.scalars(
-                sa.select(Party).where(
-                    Party.convention == meeting.convention,
-                    Party.code.in_(q.present_codes),
-                )
-            )
-        }
-        if q.present_codes
-        else {}
-    )
-    accepted = 0
-    if q.present_codes:
-        accepted = db.scalar(
-            sa.select(sa.func.count(Credentials.id))
-            .join(Party)
-            .where(
-                Credentials.meeting_id == meeting.id,
-                Credentials.status == CredentialsStatus.ACCEPTED,
-                Party.code.in_(q.present_codes),
-            )
-        )
-    return {
-        "session_id": meeting_session.id,
-        "state": meeting_session.state.value,
-        "parties_in_force": q.in_force,
-        "parties_present": q.present,
-        "needed_to_open": q.needed_to_open,
-        "needed_to_decide": q.needed_to_decide,
-        "can_open": q.can_open,
-        "can_decide": q.can_decide,
-        "credentials_accepted": accepted,
-        "participants_present": len(present_users(db, meeting_session)),
-        "present_parties": [
-            {
-                "code": code,
-                "name": parties[code].name,
-                "regional_group": parties[code].regional_group.value if parties[code].regional_group else None,
-            }
-            for code in sorted(q.present_codes, key=lambda c: parties[c].name)
-        ],
-    }
 
 
 # Exports -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Response, flash, g, redirect, url_for
+from flask import Response, current_app, flash, g, redirect, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import StringField
@@ -13,6 +13,7 @@ from wtforms.validators import DataRequired, Length
 from auth.login import officer_required
 from db import get_db, now
 from meetings import services, snapshots, views
+from meetings.events import session_changed
 from meetings.exports import csv_lines
 from meetings.forms import plain_text
 from meetings.models import MeetingSession
@@ -58,12 +59,20 @@ def record_snapshot(session_id: int):
     form = SnapshotForm()
     if form.validate_on_submit():
         try:
-            snapshot = snapshots.record(db, meeting_session, form.label.data, current_user, now())
+            snapshot = snapshots.record(
+                db,
+                meeting_session,
+                form.label.data,
+                current_user,
+                now(),
+                lapsed_before=current_app.extensions["live"].lapse_cutoff(),
+            )
         except services.MeetingError as exc:
             db.rollback()
             (form.label.errors if exc.code.startswith("label_") else form.form_errors).append(exc.message)
         else:
             db.commit()
+            session_changed(meeting_session)
             q = snapshots.quorum_of(snapshot)
             flash(
                 f"Recorded “{snapshot.label}”: {q.present} of {q.in_force} Parties present; "

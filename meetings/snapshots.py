@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from auth.models import User
-from meetings import services
+from meetings import dashboard, services
 from meetings.models import MeetingSession, QuorumSnapshot, SessionState
 from meetings.quorum import Quorum
 
@@ -62,15 +62,23 @@ def record(
     label: str,
     actor: User,
     now: dt.datetime,
+    *,
+    lapsed_before: dt.datetime | None = None,
 ) -> QuorumSnapshot:
-    """Store the session's quorum as it stands now, under label."""
+    """Store the session's quorum as it stands now, under label.
+
+    Online presences that lapsed before lapsed_before (now less the grace period) are ended
+    first, so that a delegate whose connection dropped two minutes ago is not counted.
+    """
     label = clean_label(label)
     # Before opening nobody can be checked in: a record would only ever say zero.
     if meeting_session.state == SessionState.SCHEDULED:
         raise services.MeetingError(
             "session_not_opened", "This session has not been opened yet: there is no quorum to record."
         )
-    state = services.dashboard_state(db, meeting_session)
+    if lapsed_before is not None:
+        services.end_lapsed_presences(db, lapsed_before, session_id=meeting_session.id)
+    state = dashboard.state(db, meeting_session, now)
     snapshot = QuorumSnapshot(
         session_id=meeting_session.id,
         taken_at=now,
@@ -80,7 +88,7 @@ def record(
         needed_to_open=state["needed_to_open"],
         needed_to_decide=state["needed_to_decide"],
         credentials_accepted=state["credentials_accepted"],
-        present_party_codes=sorted(party["code"] for party in state["present_parties"]),
+        present_party_codes=sorted(state["present"]),
         recorded_by_id=actor.id,
     )
     db.add(snapshot)

@@ -25,7 +25,8 @@ from auth.models import Gender
 from auth.views import send_confirmation
 from db import get_db, now
 from meetings import letters, notices, selfservice, services
-from meetings.events import broadcast_session
+from meetings.dashboard import state as dashboard_state
+from meetings.events import session_changed
 from meetings.exports import ATTENDANCE_COLUMNS, csv_lines
 from meetings.forms import ActionForm, RegistrationForm
 from meetings.models import (
@@ -197,7 +198,7 @@ def session_page(session_id: int):
 @officer_required
 def dashboard(session_id: int):
     meeting_session = session_or_404(session_id)
-    state = services.dashboard_state(get_db(), meeting_session)
+    state = dashboard_state(get_db(), meeting_session, now())
     transitions = [
         (action, action.capitalize(), sorted(s.value for s in services.TRANSITIONS[action][0]))
         for action in ("open", "suspend", "close")
@@ -219,13 +220,20 @@ def change_state(session_id: int, action: str):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        services.change_state(db, meeting_session, action, current_user, now())
+        services.change_state(
+            db,
+            meeting_session,
+            action,
+            current_user,
+            now(),
+            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
+        )
     except services.MeetingError as exc:
         db.rollback()
         flash(exc.message, "danger")
     else:
         db.commit()
-        broadcast_session(meeting_session)
+        session_changed(meeting_session)
         flash(f"{meeting_session.title}: {meeting_session.state.value}.", "success")
     return redirect(url_for("meetings.dashboard", session_id=session_id))
 

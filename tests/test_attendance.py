@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from auth.models import Role
-from meetings import services
+from meetings import dashboard, services
 from meetings.models import AttendanceEvent, Channel, EventKind, SessionState, Source
 
 
@@ -143,7 +143,7 @@ def test_observers_are_never_counted_in_the_quorum(db, cop4, online_session, mak
     db.commit()
     opened(db, online_session, officer, clock)
     check(db, online_session, observer, clock)
-    state = services.dashboard_state(db, online_session)
+    state = dashboard.state(db, online_session, clock())
     assert state["participants_present"] == 1 and state["parties_present"] == 0
 
 

@@ -136,13 +136,18 @@ def test_register_approve_enrol_login_check_in_watch_and_export(app, db, cop4, c
 
     update = received(dashboard, "quorum_updated")[-1]
     assert update["parties_present"] == 1
-    assert update["present_parties"] == [{"code": "NGA", "name": nigeria.name, "regional_group": "African"}]
+    assert update["present"] == {"NGA": "online"}
 
-    # Closing the page checks the delegate out, and the dashboard sees it.
+    # The delegate closes the page after 45 minutes and does not come back: once the grace
+    # period has passed, the sweep checks them out as of the moment they left.
     clock.advance(45 * 60)
+    left_at = clock()
     browser.disconnect(namespace="/live")
+    clock.advance(app.config["PRESENCE_GRACE_SECONDS"] + 1)
+    with app.app_context():
+        assert app.extensions["live"].sweep() == {meeting_session.id}
     update = received(dashboard, "quorum_updated")[-1]
-    assert update["parties_present"] == 0 and update["present_parties"] == []
+    assert update["parties_present"] == 0 and update["present"] == {}
 
     # 7. The secretariat downloads the attendance: one row per interval.
     response = secretariat.get(f"/secretariat/sessions/{meeting_session.id}/attendance.csv")
@@ -157,4 +162,4 @@ def test_register_approve_enrol_login_check_in_watch_and_export(app, db, cop4, c
         "African",
         "online",
     )
-    assert row["in_utc"] and row["out_utc"] and row["in_utc"] < row["out_utc"]
+    assert row["in_utc"] < row["out_utc"] == left_at.isoformat(timespec="seconds")

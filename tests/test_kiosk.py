@@ -120,7 +120,7 @@ def test_an_entry_with_a_good_code_is_recorded_and_counted_on_the_dashboard(
         "at": clock().isoformat(),
     }
     update = [p["args"][0] for p in dashboard.get_received("/live") if p["name"] == "quorum_updated"][-1]
-    assert update["parties_present"] == 1 and update["present_parties"][0]["code"] == "CHE"
+    assert update["parties_present"] == 1 and update["present"] == {"CHE": "in_person"}
     [event] = events(db, plenary)
     assert (event.channel, event.source, event.recorded_by_id) == (Channel.IN_PERSON, Source.KIOSK, officer[0].id)
 

@@ -77,6 +77,9 @@ def test_a_snapshot_keeps_the_quorum_of_its_moment(db, opened, officer, two_pres
     user, client = officer
     at_the_moment = services.session_quorum(db, opened)
     clock.advance(60)
+    for delegate in two_present:  # their pages' heartbeats
+        services.online_seen(db, opened.id, delegate.id, clock())
+    db.commit()
 
     response = record(client, opened, "Adoption of decision MC-4/1")
 

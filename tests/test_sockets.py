@@ -77,7 +77,7 @@ def test_dashboards_follow_check_ins_and_state_changes(app, officer_client, dele
     assert emit(browser, "check_in", {"session_id": online_session.id, "nonce": "b" * 20})["ok"]
     # A dashboard opened late starts in sync from its acknowledgement.
     state = emit(late, "watch_session", {"session_id": online_session.id})["state"]
-    assert state["parties_present"] == 1 and state["present_parties"][0]["code"] == "CHE"
+    assert state["parties_present"] == 1 and state["present"] == {"CHE": "online"}
     updates = [p["args"][0] for p in first.get_received("/live") if p["name"] == "quorum_updated"]
     assert updates[-1]["parties_present"] == 1
 

@@ -1,0 +1,134 @@
+"""Live updates to dashboards and delegates' pages: coalesced broadcasts and the sweep of lapsed presences.
+
+A burst of check-ins at the opening of a plenary must not become a burst of broadcasts: each
+change marks its session, and a background task sends each marked session's state at most once
+per LIVE_BROADCAST_SECONDS, recounted from the committed presences. The same task ends online
+presences whose connections have been silent for the grace period. Both only read and write the
+database, so any number of server processes can run them side by side.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from db import get_db, now
+from meetings import dashboard, services
+from meetings.models import MeetingSession
+
+NAMESPACE = "/live"
+
+log = logging.getLogger(__name__)
+
+
+def officers_room(session_id: int) -> str:
+    return f"officers:{session_id}"
+
+
+def attendees_room(session_id: int) -> str:
+    return f"attendees:{session_id}"
+
+
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+class Live:
+    """The broadcaster and presence sweeper of one server process."""
+
+    def __init__(self, app: Flask, socketio: SocketIO) -> None:
+        self.app = app
+        self.socketio = socketio
+        self.broadcast_every = float(app.config["LIVE_BROADCAST_SECONDS"])
+        self.sweep_every = float(app.config["PRESENCE_SWEEP_SECONDS"])
+        self.grace = dt.timedelta(seconds=app.config["PRESENCE_GRACE_SECONDS"])
+        self._dirty: set[int] = set()
+        self._lock = threading.Lock()
+        self._running = False
+        self._stopping = False
+
+    def lapse_cutoff(self) -> dt.datetime:
+        """Online presences last seen before this moment have lapsed."""
+        return now() - self.grace
+
+    def changed(self, session_id: int) -> None:
+        """A session's presences or state changed (and were committed): its watchers must hear of it."""
+        if self.broadcast_every <= 0:
+            self.send(session_id)
+            return
+        with self._lock:
+            self._dirty.add(session_id)
+        self.start()
+
+    def start(self) -> None:
+        """Run the background task in this process, once; nothing to run if both intervals are zero."""
+        if self._running or (self.broadcast_every <= 0 and self.sweep_every <= 0):
+            return
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        self.socketio.start_background_task(self._run)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _run(self) -> None:
+        tick = min(t for t in (self.broadcast_every, self.sweep_every) if t > 0)
+        next_sweep = 0.0
+        while not self._stopping:
+            self.socketio.sleep(tick)
+            try:
+                with self.app.app_context():
+                    if self.sweep_every > 0 and time.monotonic() >= next_sweep:
+                        next_sweep = time.monotonic() + self.sweep_every
+                        self.sweep()
+                    self.flush()
+            except Exception:
+                # A database that is briefly down must not end live updates for good.
+                log.exception("live updates: a round failed; retrying")
+
+    def sweep(self) -> set[int]:
+        """End lapsed online presences (at their last moment seen) and mark their sessions changed."""
+        db = get_db()
+        try:
+            changed = services.end_lapsed_presences(db, self.lapse_cutoff())
+            db.commit()
+        except Exception:
+            db.rollback()
+            raise
+        for session_id in changed:
+            self.changed(session_id)
+        return changed
+
+    def flush(self) -> None:
+        """Send the state of every session changed since the last flush, once each."""
+        with self._lock:
+            pending, self._dirty = self._dirty, set()
+        for session_id in sorted(pending):
+            try:
+                self.send(session_id)
+            except Exception:
+                with self._lock:
+                    self._dirty.add(session_id)
+                raise
+
+    def send(self, session_id: int) -> None:
+        """Broadcast a session's committed state to its officers' dashboards and its attendees' pages."""
+        db = get_db()
+        meeting_session = db.get(MeetingSession, session_id)
+        if meeting_session is None:
+            return
+        state = dashboard.state(db, meeting_session, now())
+        self.socketio.emit("quorum_updated", state, to=officers_room(session_id), namespace=NAMESPACE)
+        self.socketio.emit(
+            "session_updated",
+            {"session_id": session_id, "state": meeting_session.state.value},
+            to=attendees_room(session_id),
+            namespace=NAMESPACE,
+        )
