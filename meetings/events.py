@@ -21,7 +21,7 @@ from auth import throttle
 from db import get_db, now
 from meetings import dashboard, kiosk, services
 from meetings.live import NAMESPACE, attendees_room, officers_room, user_room
-from meetings.models import Channel, EventKind, MeetingSession, Presence, Source
+from meetings.models import Channel, MeetingSession, Presence
 
 __all__ = ["NAMESPACE", "LiveNamespace", "end_user_sockets", "session_changed"]
 
@@ -140,8 +140,7 @@ class LiveNamespace(Namespace):
             return
         db = get_db()
         try:
-            for session_id in session.get(CHECKED_IN_KEY, []):
-                services.online_seen(db, session_id, current_user.id, now())
+            services.online_disconnected(db, session.get(CHECKED_IN_KEY, []), current_user, now())
             db.commit()
         except SQLAlchemyError:
             db.rollback()
@@ -153,26 +152,18 @@ class LiveNamespace(Namespace):
         data = checked_payload(data, SESSION_AND_NONCE)
         meeting_session = session_from(data)
         db = get_db()
-        live = current_app.extensions["live"]
-        at = now()
-        lapsed = services.end_lapsed_presences(
-            db, live.lapse_cutoff(), session_id=meeting_session.id, user_id=current_user.id
-        )
-        result = services.record_attendance(
+        result, changed = services.online_check_in(
             db,
             meeting_session,
             current_user,
-            kind=EventKind.ENTRY,
-            channel=Channel.ONLINE,
-            source=Source.BROWSER,
             nonce=data.get("nonce"),
-            now=at,
+            now=now(),
+            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
         )
-        services.online_seen(db, meeting_session.id, current_user.id, at)
         db.commit()
         join_room(attendees_room(meeting_session.id))
         _remember(meeting_session.id, checked_in=True)
-        if result.recorded or lapsed:
+        if changed:
             session_changed(meeting_session)
         return {
             "ok": True,
@@ -184,17 +175,19 @@ class LiveNamespace(Namespace):
 
     @acknowledged
     def on_heartbeat(self, data):
-        """The page is still open: the delegate is still connected. present: false asks the page to check in again."""
+        """The page is still open. present: false (the presence lapsed or was ended) asks the page to check in again."""
         data = checked_payload(data, SESSION_ONLY)
         meeting_session = session_from(data)
         db = get_db()
-        live = current_app.extensions["live"]
-        lapsed = services.end_lapsed_presences(
-            db, live.lapse_cutoff(), session_id=meeting_session.id, user_id=current_user.id
+        present, changed = services.online_heartbeat(
+            db,
+            meeting_session,
+            current_user,
+            now=now(),
+            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
         )
-        present = services.online_seen(db, meeting_session.id, current_user.id, now())
         db.commit()
-        if lapsed:
+        if changed:
             session_changed(meeting_session)
         return {"ok": True, "present": present}
 
@@ -204,19 +197,13 @@ class LiveNamespace(Namespace):
         data = checked_payload(data, SESSION_AND_NONCE)
         meeting_session = session_from(data)
         db = get_db()
-        live = current_app.extensions["live"]
-        lapsed = services.end_lapsed_presences(
-            db, live.lapse_cutoff(), session_id=meeting_session.id, user_id=current_user.id
-        )
-        result = services.record_attendance(
+        result, changed = services.online_check_out(
             db,
             meeting_session,
             current_user,
-            kind=EventKind.EXIT,
-            channel=Channel.ONLINE,
-            source=Source.BROWSER,
             nonce=data.get("nonce"),
             now=now(),
+            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
         )
         db.commit()
         leave_room(attendees_room(meeting_session.id))
@@ -228,7 +215,7 @@ class LiveNamespace(Namespace):
                 to=user_room(current_user.id),
                 skip_sid=request.sid,
             )
-        if result.recorded or lapsed:
+        if changed:
             session_changed(meeting_session)
         return {"ok": True, "status": "absent", "at": result.at.isoformat(), "recorded": result.recorded}
 

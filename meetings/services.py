@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -566,6 +566,74 @@ def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: Use
             "wrong_channel",
             "This session meets online: check in from the session page.",
         )
+
+
+def online_check_in(
+    db: Session,
+    meeting_session: MeetingSession,
+    user: User,
+    *,
+    nonce: str,
+    now: dt.datetime,
+    lapsed_before: dt.datetime,
+) -> tuple[CheckInResult, bool]:
+    """A delegate's page checks in; another tab or device joins the same presence.
+
+    A presence of theirs that had lapsed (not seen since lapsed_before) is ended first, at its
+    last moment seen, so that the gap shows in the log. Returns the result and whether the
+    session's presences changed.
+    """
+    lapsed = end_lapsed_presences(db, lapsed_before, session_id=meeting_session.id, user_id=user.id)
+    result = record_attendance(
+        db,
+        meeting_session,
+        user,
+        kind=EventKind.ENTRY,
+        channel=Channel.ONLINE,
+        source=Source.BROWSER,
+        nonce=nonce,
+        now=now,
+    )
+    online_seen(db, meeting_session.id, user.id, now)
+    return result, result.recorded or bool(lapsed)
+
+
+def online_heartbeat(
+    db: Session, meeting_session: MeetingSession, user: User, *, now: dt.datetime, lapsed_before: dt.datetime
+) -> tuple[bool, bool]:
+    """A page is still open. Returns whether the delegate is (still) present online, and whether presences changed."""
+    lapsed = end_lapsed_presences(db, lapsed_before, session_id=meeting_session.id, user_id=user.id)
+    return online_seen(db, meeting_session.id, user.id, now), bool(lapsed)
+
+
+def online_check_out(
+    db: Session,
+    meeting_session: MeetingSession,
+    user: User,
+    *,
+    nonce: str,
+    now: dt.datetime,
+    lapsed_before: dt.datetime,
+) -> tuple[CheckInResult, bool]:
+    """The delegate leaves the session, from all tabs and devices. Returns the result and whether presences changed."""
+    lapsed = end_lapsed_presences(db, lapsed_before, session_id=meeting_session.id, user_id=user.id)
+    result = record_attendance(
+        db,
+        meeting_session,
+        user,
+        kind=EventKind.EXIT,
+        channel=Channel.ONLINE,
+        source=Source.BROWSER,
+        nonce=nonce,
+        now=now,
+    )
+    return result, result.recorded or bool(lapsed)
+
+
+def online_disconnected(db: Session, session_ids: Iterable[int], user: User, now: dt.datetime) -> None:
+    """A page closed (or lost its connection): the delegate was connected until now; the grace period starts."""
+    for session_id in session_ids:
+        online_seen(db, session_id, user.id, now)
 
 
 # Quorum ------------------------------------------------------------------------------------
