@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 
 import sqlalchemy as sa
-from flask import current_app, request, session
+from flask import current_app, session
 from flask_login import current_user
 from flask_socketio import Namespace, join_room, leave_room
 from sqlalchemy.exc import SQLAlchemyError
@@ -212,8 +212,8 @@ class LiveNamespace(Namespace):
             self.emit(
                 "checked_out",
                 {"session_id": meeting_session.id, "at": result.at.isoformat()},
-                to=user_room(current_user.id),
-                skip_sid=request.sid,
+                room=user_room(current_user.id),
+                include_self=False,
             )
         if changed:
             session_changed(meeting_session)
@@ -221,7 +221,7 @@ class LiveNamespace(Namespace):
 
     @acknowledged
     def on_watch_session(self, data):
-        """An officer's dashboard joins the session's room and starts from its current state."""
+        """An officer's dashboard joins the session's room and starts (or resyncs) from its full current state."""
         if not current_user.is_officer:
             return error(
                 "forbidden",
@@ -230,7 +230,7 @@ class LiveNamespace(Namespace):
         data = checked_payload(data, SESSION_ONLY)
         meeting_session = session_from(data)
         join_room(officers_room(meeting_session.id))
-        return {"ok": True, "state": dashboard.state(get_db(), meeting_session, now())}
+        return {"ok": True, "state": dashboard.initial(get_db(), meeting_session, now())}
 
     @acknowledged
     def on_kiosk_scan(self, data):

@@ -1,0 +1,397 @@
+"""Online presence over /live: heartbeats, the grace period, several tabs, restarts, hybrid presence,
+acknowledgement after commit, malformed payloads and coalesced dashboard updates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+from conftest import csrf_token, login, socket_client
+from sqlalchemy.exc import OperationalError
+
+from app import create_app
+from auth.models import Role, User
+from meetings import dashboard, services
+from meetings.models import AttendanceEvent, Channel, EventKind, SegmentKind, Source
+
+GRACE = 60
+
+
+@pytest.fixture
+def officer(app, make_user, clock):
+    user, secret = make_user(Role.OFFICER, email="o@example.org", password="officer password")
+    client = app.test_client()
+    login(client, "o@example.org", "officer password", secret, clock)
+    return user, client
+
+
+@pytest.fixture
+def opened(db, online_session, officer, clock):
+    services.change_state(db, online_session, "open", officer[0], clock())
+    db.commit()
+    return online_session
+
+
+@pytest.fixture
+def delegate(app, make_delegate, clock):
+    """A logged-in delegate of Switzerland: (user, browser client holding the login cookie)."""
+    user, secret = make_delegate("CHE", email="d@example.org", password="delegate password")
+    client = app.test_client()
+    login(client, "d@example.org", "delegate password", secret, clock)
+    return user, client
+
+
+def emit(sio, event, payload):
+    return sio.emit(event, payload, namespace="/live", callback=True)
+
+
+def received(sio, name):
+    return [p["args"][0] for p in sio.get_received("/live") if p["name"] == name]
+
+
+def log_of(db, meeting_session, user=None):
+    db.expire_all()
+    query = sa.select(AttendanceEvent).where(AttendanceEvent.session_id == meeting_session.id)
+    if user is not None:
+        query = query.where(AttendanceEvent.user_id == user.id)
+    return [(e.kind, e.channel, e.at) for e in db.scalars(query.order_by(AttendanceEvent.at, AttendanceEvent.id))]
+
+
+def present(db, meeting_session):
+    db.expire_all()
+    return services.present_users(db, meeting_session)
+
+
+def sweep(app):
+    with app.app_context():
+        return app.extensions["live"].sweep()
+
+
+def test_two_tabs_are_one_presence_until_the_last_one_goes(app, db, opened, delegate, clock):
+    user, client = delegate
+    arrived = clock()
+    first = socket_client(app, client)
+    ack = emit(first, "check_in", {"session_id": opened.id, "nonce": "tab-one-0001"})
+    assert ack["ok"] and ack["recorded"] and ack["since"] == arrived.isoformat()
+
+    clock.advance(30)
+    second = socket_client(app, client)
+    ack = emit(second, "check_in", {"session_id": opened.id, "nonce": "tab-two-0001"})
+    # The second tab joins the presence: nothing new is recorded, and it started when the first did.
+    assert ack["ok"] and not ack["recorded"] and ack["since"] == arrived.isoformat()
+
+    first.disconnect(namespace="/live")
+    for _ in range(10):  # the second tab stays open for 200 s, beating every 20 s
+        clock.advance(20)
+        assert emit(second, "heartbeat", {"session_id": opened.id}) == {"ok": True, "present": True}
+    assert sweep(app) == set()
+    assert present(db, opened) == {user.id: frozenset({"online"})}
+
+    closed_at = clock.advance(5)
+    second.disconnect(namespace="/live")
+    clock.advance(GRACE + 1)
+    assert sweep(app) == {opened.id}
+    assert present(db, opened) == {}
+    assert log_of(db, opened, user) == [
+        (EventKind.ENTRY, Channel.ONLINE, arrived),
+        (EventKind.EXIT, Channel.ONLINE, closed_at),
+    ]
+
+
+def test_a_connection_back_within_the_grace_period_keeps_presence_continuous(app, db, opened, delegate, clock):
+    user, client = delegate
+    arrived = clock()
+    page = socket_client(app, client)
+    emit(page, "check_in", {"session_id": opened.id, "nonce": "first-check-in"})
+    for _ in range(15):
+        clock.advance(20)
+        emit(page, "heartbeat", {"session_id": opened.id})
+    page.disconnect(namespace="/live")
+
+    clock.advance(GRACE - 5)
+    assert sweep(app) == set()
+    back = socket_client(app, client)
+    ack = emit(back, "check_in", {"session_id": opened.id, "nonce": "second-check-in"})
+    assert ack["ok"] and not ack["recorded"] and ack["since"] == arrived.isoformat()
+    assert log_of(db, opened, user) == [(EventKind.ENTRY, Channel.ONLINE, arrived)]
+
+
+def test_a_connection_back_after_the_grace_period_is_a_new_arrival(app, db, opened, delegate, officer, clock):
+    user, client = delegate
+    dashboard_socket = socket_client(app, officer[1])
+    emit(dashboard_socket, "watch_session", {"session_id": opened.id})
+    arrived = clock()
+    page = socket_client(app, client)
+    emit(page, "check_in", {"session_id": opened.id, "nonce": "first-check-in"})
+    dropped = clock.advance(40)
+    page.disconnect(namespace="/live")
+
+    # No sweep ran (say every process was busy): the check-in itself ends the lapsed presence first.
+    back_at = clock.advance(GRACE + 30)
+    back = socket_client(app, client)
+    ack = emit(back, "check_in", {"session_id": opened.id, "nonce": "second-check-in"})
+    assert ack["ok"] and ack["recorded"] and ack["since"] == back_at.isoformat()
+    assert log_of(db, opened, user) == [
+        (EventKind.ENTRY, Channel.ONLINE, arrived),
+        (EventKind.EXIT, Channel.ONLINE, dropped),
+        (EventKind.ENTRY, Channel.ONLINE, back_at),
+    ]
+    assert received(dashboard_socket, "quorum_updated")[-1]["present"] == {"CHE": "online"}
+
+
+def test_a_heartbeat_after_a_lapse_asks_the_page_to_check_in_again(app, db, opened, delegate, clock):
+    user, client = delegate
+    page = socket_client(app, client)
+    emit(page, "check_in", {"session_id": opened.id, "nonce": "first-check-in"})
+    last_seen = clock.advance(20)
+    emit(page, "heartbeat", {"session_id": opened.id})
+    clock.advance(GRACE + 20)  # a laptop asleep: no heartbeat, no disconnect either
+
+    assert emit(page, "heartbeat", {"session_id": opened.id}) == {"ok": True, "present": False}
+    assert log_of(db, opened, user)[-1] == (EventKind.EXIT, Channel.ONLINE, last_seen)
+    ack = emit(page, "check_in", {"session_id": opened.id, "nonce": "again-check-in"})
+    assert ack["recorded"] and present(db, opened) == {user.id: frozenset({"online"})}
+
+
+def test_presences_survive_a_server_restart(app, db, opened, delegate, make_delegate, clock):
+    """A new process on the same database: who reconnects within the grace period stays continuous,
+    the others end at their last heartbeat."""
+    user, client = delegate
+    other, other_secret = make_delegate("FRA", email="f@example.org", password="french password")
+    other_client = app.test_client()
+    login(other_client, "f@example.org", "french password", other_secret, clock)
+    arrived = clock()
+    for sio, nonce in (
+        (socket_client(app, client), "che-check-in"),
+        (socket_client(app, other_client), "fra-check-in"),
+    ):
+        emit(sio, "check_in", {"session_id": opened.id, "nonce": nonce})
+        clock.advance(10)
+        emit(sio, "heartbeat", {"session_id": opened.id})
+    other_last_seen = clock()
+    # The process dies: its sockets vanish without a disconnect handler running.
+
+    restarted = create_app("testing", {"DATABASE_URL": app.config["DATABASE_URL"]})
+    restarted.extensions["clock"] = clock
+    clock.advance(30)
+    browser = restarted.test_client()
+    browser.set_cookie("session", client.get_cookie("session").value)
+    page = socket_client(restarted, browser)
+    ack = emit(page, "check_in", {"session_id": opened.id, "nonce": "che-reconnect"})
+    assert ack["ok"] and not ack["recorded"] and ack["since"] == arrived.isoformat()
+
+    clock.advance(GRACE)
+    emit(page, "heartbeat", {"session_id": opened.id})
+    assert sweep(restarted) == {opened.id}
+    assert present(db, opened) == {user.id: frozenset({"online"})}
+    assert log_of(db, opened, other)[-1] == (EventKind.EXIT, Channel.ONLINE, other_last_seen)
+    restarted.extensions["db_engine"].dispose()
+
+
+def test_leaving_from_one_tab_tells_the_others(app, db, opened, delegate, clock):
+    _, client = delegate
+    first, second = socket_client(app, client), socket_client(app, client)
+    emit(first, "check_in", {"session_id": opened.id, "nonce": "tab-one-0001"})
+    emit(second, "check_in", {"session_id": opened.id, "nonce": "tab-two-0001"})
+    for _ in range(30):
+        clock.advance(20)
+        emit(second, "heartbeat", {"session_id": opened.id})
+    left_at = clock()
+
+    ack = emit(first, "check_out", {"session_id": opened.id, "nonce": "leave-0001"})
+    assert ack == {"ok": True, "status": "absent", "at": left_at.isoformat(), "recorded": True}
+    assert received(second, "checked_out") == [{"session_id": opened.id, "at": left_at.isoformat()}]
+    assert received(first, "checked_out") == []
+    assert present(db, opened) == {}
+    assert emit(second, "heartbeat", {"session_id": opened.id}) == {"ok": True, "present": False}
+
+
+def test_a_delegate_online_and_in_the_room_is_one_person_present(app, db, cop4, delegate, officer, clock):
+    user, client = delegate
+    hybrid = cop4.segments[1].sessions[0]
+    hybrid.segment.kind = SegmentKind.HYBRID
+    services.change_state(db, hybrid, "open", officer[0], clock())
+    db.commit()
+    page = socket_client(app, client)
+    emit(page, "check_in", {"session_id": hybrid.id, "nonce": "online-0001"})
+    clock.advance(60)
+    emit(page, "heartbeat", {"session_id": hybrid.id})
+    services.record_attendance(
+        db,
+        hybrid,
+        user,
+        kind=EventKind.ENTRY,
+        channel=Channel.IN_PERSON,
+        source=Source.KIOSK,
+        nonce="gate-0001",
+        now=clock(),
+    )
+    db.commit()
+
+    state = dashboard.state(db, hybrid, clock())
+    assert state["present"] == {"CHE": "both"} and state["parties_present"] == 1
+    assert state["participants_present"] == 1
+    assert state["participants_by_channel"] == {"online": 0, "in_person": 0, "both": 1}
+
+    # The laptop closes; the delegate is still in the room.
+    page.disconnect(namespace="/live")
+    clock.advance(GRACE + 1)
+    sweep(app)
+    state = dashboard.state(db, hybrid, clock())
+    assert state["present"] == {"CHE": "in_person"} and state["participants_by_channel"]["in_person"] == 1
+
+
+def test_closing_ends_lapsed_presences_at_their_last_moment_and_the_rest_at_the_close(
+    app, db, opened, delegate, make_delegate, officer, clock
+):
+    user, client = delegate
+    page = socket_client(app, client)
+    emit(page, "check_in", {"session_id": opened.id, "nonce": "che-check-in"})
+    gone, _ = make_delegate("FRA")
+    services.online_check_in(
+        db, opened, gone, nonce="fra-check-in", now=clock(), lapsed_before=clock() - dt.timedelta(seconds=GRACE)
+    )
+    db.commit()
+    gone_at = clock()
+    for _ in range(6):
+        clock.advance(20)
+        emit(page, "heartbeat", {"session_id": opened.id})
+
+    _, officer_client = officer
+    officer_client.post(f"/sessions/{opened.id}/close", data={"csrf_token": csrf_token(officer_client)})
+    closed_at = clock()
+    assert present(db, opened) == {}
+    assert log_of(db, opened, user)[-1][::2] == (EventKind.EXIT, closed_at)
+    assert log_of(db, opened, gone)[-1][::2] == (EventKind.EXIT, gone_at)
+    ack = emit(page, "check_in", {"session_id": opened.id, "nonce": "after-close"})
+    assert ack["error"] == {"code": "session_closed", "message": "This session is closed."}
+
+
+def test_an_acknowledgement_means_committed(app, db, opened, delegate, monkeypatch):
+    """A failed commit is acknowledged as unavailable and records nothing; the retry with the same nonce counts once."""
+    _, client = delegate
+    page = socket_client(app, client)
+    payload = {"session_id": opened.id, "nonce": "retry-me-0001"}
+    real_commit = sa.orm.Session.commit
+
+    def failing_commit(self):
+        raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(sa.orm.Session, "commit", failing_commit)
+    ack = emit(page, "check_in", payload)
+    monkeypatch.setattr(sa.orm.Session, "commit", real_commit)
+    assert ack["ok"] is False and ack["error"]["code"] == "unavailable"
+    assert log_of(db, opened) == [] and present(db, opened) == {}
+
+    assert emit(page, "check_in", payload)["recorded"] is True
+    assert emit(page, "check_in", payload)["recorded"] is False
+    assert len(log_of(db, opened)) == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "message"),
+    [
+        ("check_in", {"session_id": 1, "nonce": "a" * 20, "extra": 1}, "fields this event does not take: extra"),
+        ("heartbeat", {"session_id": 1, "nonce": "a" * 20}, "fields this event does not take: nonce"),
+        ("check_out", {"session_id": 2**40, "nonce": "a" * 20}, "did not name a session"),
+        ("heartbeat", "session 1", "expected an object"),
+    ],
+)
+def test_malformed_payloads_are_refused_with_a_reason(app, opened, delegate, event, payload, message):
+    ack = emit(socket_client(app, delegate[1]), event, payload)
+    assert ack["ok"] is False and ack["error"]["code"] == "bad_request" and message in ack["error"]["message"]
+
+
+@pytest.mark.parametrize("nonce", ["short", "x" * 65, "spaces are not allowed", 12345678, None])
+def test_bad_nonces_are_refused(app, opened, delegate, nonce):
+    ack = emit(socket_client(app, delegate[1]), "check_in", {"session_id": opened.id, "nonce": nonce})
+    assert ack["error"]["code"] == "bad_nonce"
+
+
+def test_concurrent_check_ins_of_one_delegate_record_one_arrival(app, db, opened, delegate, clock):
+    """Two devices (or two server processes) check the same delegate in at the same moment."""
+    user, _ = delegate
+    cutoff = clock() - dt.timedelta(seconds=GRACE)
+    results, barrier = [], threading.Barrier(4)
+
+    def device(n):
+        session = app.extensions["db_sessionmaker"]()
+        try:
+            barrier.wait()
+            result, _ = services.online_check_in(
+                session,
+                session.merge(opened),
+                session.merge(user),
+                nonce=f"device-{n}-nonce",
+                now=clock(),
+                lapsed_before=cutoff,
+            )
+            session.commit()
+            results.append(result.recorded)
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=device, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, False, False, True]
+    assert len(log_of(db, opened)) == 1 and present(db, opened) == {user.id: frozenset({"online"})}
+
+
+def test_bursts_reach_dashboards_coalesced_and_current(database_url, clock, cop4, make_delegate):
+    """With coalescing on, twenty check-ins in a burst give a few broadcasts, the last one complete."""
+    interval = 0.2
+    app = create_app("testing", {"DATABASE_URL": database_url, "LIVE_BROADCAST_SECONDS": interval})
+    app.extensions["clock"] = clock
+    live = app.extensions["live"]
+    db = app.extensions["db_sessionmaker"]()
+    try:
+        meeting_session = db.merge(cop4).segments[0].sessions[0]
+        secretariat = db.scalar(sa.select(User).where(User.role == Role.SECRETARIAT))
+        services.change_state(db, meeting_session, "open", secretariat, clock())
+        db.commit()
+        watcher = app.test_client()
+        with watcher.session_transaction() as cookie:
+            cookie["_user_id"] = secretariat.get_id()
+            cookie["_fresh"] = True
+        dashboard_socket = socket_client(app, watcher)
+        assert emit(dashboard_socket, "watch_session", {"session_id": meeting_session.id})["ok"]
+
+        parties = ["CHE", "FRA", "NGA", "BRA", "IDN", "JPN", "SEN", "MEX", "NOR", "PER"]
+        delegates = [make_delegate(code)[0] for code in parties * 2]
+        started = time.monotonic()
+        with app.app_context():
+            for n, user in enumerate(delegates):
+                services.record_attendance(
+                    db,
+                    meeting_session,
+                    db.merge(user),
+                    kind=EventKind.ENTRY,
+                    channel=Channel.ONLINE,
+                    source=Source.BROWSER,
+                    nonce=f"burst-{n:04d}-nonce",
+                    now=clock(),
+                )
+                db.commit()
+                live.changed(meeting_session.id)
+        burst = time.monotonic() - started
+
+        deadline, updates = time.monotonic() + 10, []
+        while time.monotonic() < deadline:
+            updates += received(dashboard_socket, "quorum_updated")
+            if updates and updates[-1]["participants_present"] == len(delegates):
+                break
+            time.sleep(0.05)
+        assert updates and updates[-1]["participants_present"] == len(delegates)
+        assert updates[-1]["parties_present"] == len(parties)
+        # At most one broadcast per interval while the burst lasted, plus the one after it.
+        assert len(updates) <= burst / interval + 2 < len(delegates)
+    finally:
+        live.stop()
+        db.close()
+        app.extensions["db_engine"].dispose()
