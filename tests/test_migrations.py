@@ -1,9 +1,23 @@
 """The migrations build exactly the schema the models describe, on every backend."""
 
+import datetime as dt
+
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
 import db as database
+from meetings import services
+from meetings.models import Channel, EventKind, MeetingSession, Presence, Source
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(database.MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url)
+    return config
 
 
 def test_migrated_schema_matches_the_models(app):
@@ -19,18 +33,11 @@ def test_upgrade_is_idempotent(database_url):
 
 
 def test_secrets_stored_in_plain_text_before_encryption_are_encrypted_by_the_upgrade(tmp_path):
-    import sqlalchemy as sa
-    from alembic import command
-    from alembic.config import Config
-
     from app import create_app
     from auth.models import Authenticator
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    alembic = Config()
-    alembic.set_main_option("script_location", str(database.MIGRATIONS_DIR))
-    alembic.set_main_option("sqlalchemy.url", url)
-    command.upgrade(alembic, "4e04a1c45d50")
+    command.upgrade(alembic_config(url), "4e04a1c45d50")
     engine = sa.create_engine(url)
     with engine.begin() as connection:
         connection.execute(
@@ -55,3 +62,36 @@ def test_secrets_stored_in_plain_text_before_encryption_are_encrypted_by_the_upg
     assert session.scalar(sa.select(Authenticator.secret)) == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
     session.close()
     app.extensions["db_engine"].dispose()
+
+
+def test_the_presences_upgrade_rebuilds_who_is_inside_from_the_log(app, db, cop4, make_delegate, clock):
+    """Databases from before the presences table get it filled by folding their attendance log."""
+    meeting_session = cop4.segments[0].sessions[0]
+    services.change_state(db, meeting_session, "open", make_delegate("FRA")[0], clock())
+    stays, leaves = make_delegate("CHE")[0], make_delegate("NGA")[0]
+    arrived = {}
+    for user, kind in ((stays, EventKind.ENTRY), (leaves, EventKind.ENTRY), (leaves, EventKind.EXIT)):
+        arrived.setdefault(user.id, clock.advance(60))
+        services.record_attendance(
+            db,
+            meeting_session,
+            user,
+            kind=kind,
+            channel=Channel.ONLINE,
+            source=Source.BROWSER,
+            nonce=f"n-{user.id}-{kind.value}-nonce",
+            now=clock(),
+        )
+    db.commit()
+    session_id = meeting_session.id
+    db.close()
+
+    command.downgrade(alembic_config(app.config["DATABASE_URL"]), "462472ed710d")
+    upgraded_at = dt.datetime.now(dt.UTC)
+    database.upgrade(app.config["DATABASE_URL"])
+
+    assert services.present_users(db, db.get(MeetingSession, session_id)) == {stays.id: frozenset({"online"})}
+    presence = db.scalar(sa.select(Presence))
+    assert presence.since == arrived[stays.id]
+    # Seen at the upgrade: the page has the grace period to reconnect.
+    assert presence.last_seen_at >= upgraded_at - dt.timedelta(seconds=1)
