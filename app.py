@@ -24,6 +24,7 @@ from auth.views import bp as auth_bp
 # The *_views modules add their routes to the meetings blueprint when imported.
 from meetings import (  # noqa: F401
     admin_views,
+    attendance_views,
     badge_views,
     badges,
     delegation_views,
