@@ -1,14 +1,32 @@
-"""What the officers' quorum dashboard shows: the session's quorum and who is present, as JSON-ready values."""
+"""What the officers' quorum dashboard shows: the session's quorum and who is present, as JSON-ready values.
+
+state() is what every dashboard gets many times a second (`quorum_updated`), so it stays compact:
+Party codes only. initial() adds what a dashboard needs once, when the page is rendered and on
+each `watch_session` (opening, reconnecting, resyncing): every Party in force with its name,
+regional group and credentials, and the number of Parties present over the session so far.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from meetings import services
-from meetings.models import Credentials, CredentialsStatus, MeetingSession, Party
+from meetings import services, timeline
+from meetings.models import (
+    AttendanceEvent,
+    Category,
+    Credentials,
+    CredentialsStatus,
+    MeetingSession,
+    Party,
+    Registration,
+    RegistrationStatus,
+    SessionState,
+)
+from meetings.quorum import in_force_on
 
 BOTH = "both"
 
@@ -52,4 +70,85 @@ def state(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dic
         "participants_present": len(users),
         "participants_by_channel": participants_by_channel,
         "present": present,
+    }
+
+
+def _name_key(name: str) -> str:
+    # "Côte d'Ivoire" sorts with the Cs on every database and locale.
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+
+
+def parties_in_force(db: Session, meeting_session: MeetingSession) -> list[dict]:
+    """Every Party in force on the session's date, by name, with its credentials for the meeting (or None)."""
+    meeting = meeting_session.segment.meeting
+    rows = db.execute(
+        sa.select(Party.code, Party.name, Party.regional_group, Party.entry_into_force_on, Credentials.status)
+        .outerjoin(Credentials, sa.and_(Credentials.party_id == Party.id, Credentials.meeting_id == meeting.id))
+        .where(Party.convention == meeting.convention)
+    ).all()
+    in_force = in_force_on(((row.code, row.entry_into_force_on) for row in rows), meeting_session.local_date)
+    return [
+        {
+            "code": row.code,
+            "name": row.name,
+            "regional_group": row.regional_group.value if row.regional_group else None,
+            "credentials": row.status.value if row.status else None,
+        }
+        for row in sorted(rows, key=lambda row: (_name_key(row.name), row.code))
+        if row.code in in_force
+    ]
+
+
+def timeline_points(db: Session, meeting_session: MeetingSession, counted: set[str], now: dt.datetime) -> list[list]:
+    """Parties present over the session as [[ISO time, count], ...], from its opening (or first event) to now.
+
+    Counted as the quorum counts them: Parties in `counted` (those in force), through delegates
+    whose registration is approved, each event for the Party it was logged for. A closed
+    session's timeline ends at its close. No opening and no event: an empty timeline.
+    """
+    rows = db.execute(
+        sa.select(
+            AttendanceEvent.id,
+            AttendanceEvent.user_id,
+            Party.code,
+            AttendanceEvent.kind,
+            AttendanceEvent.channel,
+            AttendanceEvent.at,
+            sa.and_(
+                Registration.status == RegistrationStatus.APPROVED,
+                Registration.category == Category.PARTY,
+            ).label("counts"),
+        )
+        .join(Registration, Registration.id == AttendanceEvent.registration_id)
+        .outerjoin(Party, Party.id == AttendanceEvent.party_id)
+        .where(AttendanceEvent.session_id == meeting_session.id)
+    ).all()
+    starts = [at for at in (meeting_session.opened_at, min((row.at for row in rows), default=None)) if at]
+    if not starts:
+        return []
+    start = min(starts)
+    end = now
+    if meeting_session.state == SessionState.CLOSED and meeting_session.closed_at:
+        end = min(end, meeting_session.closed_at)
+    events = [
+        timeline.Event(
+            participant=row.user_id,
+            party=row.code if row.counts and row.code in counted else None,
+            kind=row.kind.value,
+            channel=row.channel.value,
+            at=row.at,
+            seq=row.id,
+        )
+        for row in rows
+    ]
+    return [[at.isoformat(), count] for at, count in timeline.parties_present(events, start, max(start, end))]
+
+
+def initial(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dict:
+    """state() plus what a dashboard needs once: the Parties in force and the Parties present so far."""
+    parties = parties_in_force(db, meeting_session)
+    return {
+        **state(db, meeting_session, now),
+        "parties": parties,
+        "timeline": timeline_points(db, meeting_session, {party["code"] for party in parties}, now),
     }

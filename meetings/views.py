@@ -25,7 +25,7 @@ from auth.models import Gender
 from auth.views import send_confirmation
 from db import get_db, now
 from meetings import letters, notices, selfservice, services
-from meetings.dashboard import state as dashboard_state
+from meetings.dashboard import initial as dashboard_initial
 from meetings.events import session_changed
 from meetings.exports import ATTENDANCE_COLUMNS, csv_lines
 from meetings.forms import ActionForm, RegistrationForm
@@ -198,7 +198,7 @@ def session_page(session_id: int):
 @officer_required
 def dashboard(session_id: int):
     meeting_session = session_or_404(session_id)
-    state = dashboard_state(get_db(), meeting_session, now())
+    state = dashboard_initial(get_db(), meeting_session, now())
     transitions = [
         (action, action.capitalize(), sorted(s.value for s in services.TRANSITIONS[action][0]))
         for action in ("open", "suspend", "close")
