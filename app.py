@@ -183,6 +183,8 @@ def main() -> None:
         f"\nOpen http://{host}:{port}/ (database: {app.config['DATABASE_URL']})",
         flush=True,
     )
+    # Sweep presences that lapsed while the server was down, without waiting for a first connection.
+    app.extensions["live"].start()
     # The embedded default is one local process on Werkzeug; production runs gunicorn.
     socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
 
