@@ -73,12 +73,8 @@
     if (!left) show("pending", "Connection lost; reconnecting… You stay checked in if it comes back shortly.");
   });
   socket.on("connect_error", (err) => {
-    show(
-      "refused",
-      err.message === "login_required"
-        ? "Your login has ended. Reload the page to log in again."
-        : "Cannot reach the server; retrying…",
-    );
+    if (err.message === "login_required") show("refused", "Your login has ended. Reload the page to log in again.");
+    else if (!left) show("pending", "Cannot reach the server; retrying… You stay checked in if it comes back shortly.");
   });
   socket.on("session_ended", () => {
     left = true;
