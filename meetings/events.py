@@ -77,6 +77,10 @@ def acknowledged(handler: Callable) -> Callable:
                 "unavailable",
                 "The server could not record this just now. It will be retried; if not, reload.",
             )
+        except Exception:
+            get_db().rollback()
+            log.exception("unexpected error in socket event %s", handler.__name__)
+            return error("internal_error", "Something went wrong on the server; nothing was recorded. Try again.")
 
     return wrapped
 

@@ -395,3 +395,13 @@ def test_bursts_reach_dashboards_coalesced_and_current(database_url, clock, cop4
         live.stop()
         db.close()
         app.extensions["db_engine"].dispose()
+
+
+def test_an_unexpected_failure_is_acknowledged_without_a_trace(app, opened, delegate, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(services, "online_heartbeat", broken)
+    ack = emit(socket_client(app, delegate[1]), "heartbeat", {"session_id": opened.id})
+    assert ack["ok"] is False and ack["error"]["code"] == "internal_error"
+    assert "secret internals" not in ack["error"]["message"]
