@@ -128,6 +128,26 @@ def _since(meeting_session: MeetingSession) -> str | None:
     return since.isoformat() if since else None
 
 
+def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[MeetingSession, object]:
+    """Run an online-presence service for the current delegate: check the payload, call, commit, announce."""
+    data = checked_payload(data, fields)
+    meeting_session = session_from(data)
+    db = get_db()
+    extra = {"nonce": data.get("nonce")} if "nonce" in fields else {}
+    outcome, changed = service(
+        db,
+        meeting_session,
+        current_user,
+        now=now(),
+        lapsed_before=current_app.extensions["live"].lapse_cutoff(),
+        **extra,
+    )
+    db.commit()
+    if changed:
+        session_changed(meeting_session)
+    return meeting_session, outcome
+
+
 class LiveNamespace(Namespace):
     """Check-ins, heartbeats, dashboards and kiosks, for logged-in accounts only."""
 
@@ -153,22 +173,9 @@ class LiveNamespace(Namespace):
     @acknowledged
     def on_check_in(self, data):
         """A delegate's page joins an open online session; a second tab or device joins the same presence."""
-        data = checked_payload(data, SESSION_AND_NONCE)
-        meeting_session = session_from(data)
-        db = get_db()
-        result, changed = services.online_check_in(
-            db,
-            meeting_session,
-            current_user,
-            nonce=data.get("nonce"),
-            now=now(),
-            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
-        )
-        db.commit()
+        meeting_session, result = _online(services.online_check_in, data, SESSION_AND_NONCE)
         join_room(attendees_room(meeting_session.id))
         _remember(meeting_session.id, checked_in=True)
-        if changed:
-            session_changed(meeting_session)
         return {
             "ok": True,
             "status": "present",
@@ -180,36 +187,13 @@ class LiveNamespace(Namespace):
     @acknowledged
     def on_heartbeat(self, data):
         """The page is still open. present: false (the presence lapsed or was ended) asks the page to check in again."""
-        data = checked_payload(data, SESSION_ONLY)
-        meeting_session = session_from(data)
-        db = get_db()
-        present, changed = services.online_heartbeat(
-            db,
-            meeting_session,
-            current_user,
-            now=now(),
-            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
-        )
-        db.commit()
-        if changed:
-            session_changed(meeting_session)
+        _, present = _online(services.online_heartbeat, data, SESSION_ONLY)
         return {"ok": True, "present": present}
 
     @acknowledged
     def on_check_out(self, data):
         """The delegate leaves the session: every tab and device of theirs is told."""
-        data = checked_payload(data, SESSION_AND_NONCE)
-        meeting_session = session_from(data)
-        db = get_db()
-        result, changed = services.online_check_out(
-            db,
-            meeting_session,
-            current_user,
-            nonce=data.get("nonce"),
-            now=now(),
-            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
-        )
-        db.commit()
+        meeting_session, result = _online(services.online_check_out, data, SESSION_AND_NONCE)
         leave_room(attendees_room(meeting_session.id))
         _remember(meeting_session.id, checked_in=False)
         if result.recorded:
@@ -219,8 +203,6 @@ class LiveNamespace(Namespace):
                 room=user_room(current_user.id),
                 include_self=False,
             )
-        if changed:
-            session_changed(meeting_session)
         return {"ok": True, "status": "absent", "at": result.at.isoformat(), "recorded": result.recorded}
 
     @acknowledged
