@@ -164,11 +164,20 @@ class LiveNamespace(Namespace):
             return
         db = get_db()
         try:
-            services.online_disconnected(db, session.get(CHECKED_IN_KEY, []), current_user, now())
+            changed = services.online_disconnected(
+                db,
+                session.get(CHECKED_IN_KEY, []),
+                current_user,
+                now=now(),
+                lapsed_before=current_app.extensions["live"].lapse_cutoff(),
+            )
             db.commit()
         except SQLAlchemyError:
             db.rollback()
             log.warning("could not stamp the last moment a closed connection was seen", exc_info=True)
+            return
+        for session_id in changed:
+            session_changed(session_id)
 
     @acknowledged
     def on_check_in(self, data):

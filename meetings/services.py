@@ -630,10 +630,19 @@ def online_check_out(
     return result, result.recorded or bool(lapsed)
 
 
-def online_disconnected(db: Session, session_ids: Iterable[int], user: User, now: dt.datetime) -> None:
-    """A page closed (or lost its connection): the delegate was connected until now; the grace period starts."""
+def online_disconnected(
+    db: Session, session_ids: Iterable[int], user: User, *, now: dt.datetime, lapsed_before: dt.datetime
+) -> set[int]:
+    """A page closed (or lost its connection): the delegate was connected until now; the grace period starts.
+
+    A presence that had already lapsed is ended at its last moment seen, not revived. Returns the
+    sessions whose presences changed.
+    """
+    changed: set[int] = set()
     for session_id in session_ids:
+        changed |= end_lapsed_presences(db, lapsed_before, session_id=session_id, user_id=user.id)
         online_seen(db, session_id, user.id, now)
+    return changed
 
 
 # Quorum ------------------------------------------------------------------------------------

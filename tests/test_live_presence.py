@@ -405,3 +405,17 @@ def test_an_unexpected_failure_is_acknowledged_without_a_trace(app, opened, dele
     ack = emit(socket_client(app, delegate[1]), "heartbeat", {"session_id": opened.id})
     assert ack["ok"] is False and ack["error"]["code"] == "internal_error"
     assert "secret internals" not in ack["error"]["message"]
+
+
+def test_a_page_closing_after_its_presence_lapsed_does_not_revive_it(app, db, opened, delegate, clock):
+    user, client = delegate
+    arrived = clock()
+    page = socket_client(app, client)
+    emit(page, "check_in", {"session_id": opened.id, "nonce": "first-check-in"})
+    clock.advance(GRACE + 1)  # silent, and no sweep ran yet
+    page.disconnect(namespace="/live")
+    assert present(db, opened) == {}
+    assert log_of(db, opened, user) == [
+        (EventKind.ENTRY, Channel.ONLINE, arrived),
+        (EventKind.EXIT, Channel.ONLINE, arrived),
+    ]
