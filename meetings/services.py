@@ -381,16 +381,25 @@ def _leave(
     channel: Channel,
     source: Source,
     at: dt.datetime,
+    *,
+    since: dt.datetime | None = None,
+    unseen_since: dt.datetime | None = None,
     **details,
 ) -> AttendanceEvent | None:
-    """End a presence and log the exit; None if not inside through that channel."""
-    since = db.scalar(
-        sa.select(Presence.since).where(
-            Presence.session_id == meeting_session.id,
-            Presence.user_id == user_id,
-            Presence.channel == channel,
+    """End a presence and log the exit; None if not inside through that channel.
+
+    Only the presence looked at is ended: if a concurrent request ended it and the person came
+    back, the new presence stays. With since, only the presence that began then; with
+    unseen_since, only a presence still not seen since then.
+    """
+    if since is None:
+        since = db.scalar(
+            sa.select(Presence.since).where(
+                Presence.session_id == meeting_session.id,
+                Presence.user_id == user_id,
+                Presence.channel == channel,
+            )
         )
-    )
     if since is None:
         return None
     at = max(at, since)
@@ -402,6 +411,8 @@ def _leave(
                     Presence.session_id == meeting_session.id,
                     Presence.user_id == user_id,
                     Presence.channel == channel,
+                    Presence.since == since,
+                    *([Presence.last_seen_at < unseen_since] if unseen_since else []),
                 ),
             ).rowcount
             if not ended:
@@ -529,7 +540,17 @@ def end_lapsed_presences(
         meeting_session = db.get(MeetingSession, lapsed_session_id)
         # One exit per presence, whichever process sees the lapse first.
         nonce = f"lapsed-{lapsed_user_id}-{int(since.timestamp() * 1_000_000)}"
-        if _leave(db, meeting_session, lapsed_user_id, Channel.ONLINE, Source.SYSTEM, last_seen_at, nonce=nonce):
+        if _leave(
+            db,
+            meeting_session,
+            lapsed_user_id,
+            Channel.ONLINE,
+            Source.SYSTEM,
+            last_seen_at,
+            since=since,
+            unseen_since=lapsed_before,
+            nonce=nonce,
+        ):
             changed.add(lapsed_session_id)
     return changed
 

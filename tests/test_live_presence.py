@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from app import create_app
 from auth.models import Role, User
 from meetings import dashboard, services
-from meetings.models import AttendanceEvent, Channel, EventKind, SegmentKind, Source
+from meetings.models import AttendanceEvent, Channel, EventKind, Presence, SegmentKind, Source
 
 GRACE = 60
 
@@ -419,3 +419,35 @@ def test_a_page_closing_after_its_presence_lapsed_does_not_revive_it(app, db, op
         (EventKind.ENTRY, Channel.ONLINE, arrived),
         (EventKind.EXIT, Channel.ONLINE, arrived),
     ]
+
+
+def test_a_sweep_that_lost_a_race_does_not_end_the_next_presence(app, db, opened, delegate, officer, clock):
+    """A sweep saw a lapsed presence; before it acted, an officer checked the delegate out and the
+    delegate came back. The sweep must leave the new presence alone."""
+    user, _ = delegate
+    cutoff = lambda: clock() - dt.timedelta(seconds=GRACE)  # noqa: E731
+    services.online_check_in(db, opened, user, nonce="first-check-in", now=clock(), lapsed_before=cutoff())
+    db.commit()
+    seen_by_sweep = db.scalar(sa.select(Presence.since))
+    clock.advance(GRACE + 5)
+    services.record_attendance(
+        db,
+        opened,
+        user,
+        kind=EventKind.EXIT,
+        channel=Channel.ONLINE,
+        source=Source.OFFICER,
+        nonce="by-hand-exit",
+        now=clock(),
+        recorded_by=officer[0],
+        reason="left the call",
+    )
+    back, _ = services.online_check_in(db, opened, user, nonce="second-check-in", now=clock(), lapsed_before=cutoff())
+    db.commit()
+
+    ended = services._leave(
+        db, opened, user.id, Channel.ONLINE, Source.SYSTEM, seen_by_sweep, since=seen_by_sweep, nonce="stale-sweep"
+    )
+    db.commit()
+    assert ended is None and back.recorded
+    assert present(db, opened) == {user.id: frozenset({"online"})}
