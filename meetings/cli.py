@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
 import db as database
 from db import get_db, utcnow
-from meetings import demo, services
+from meetings import demo, services, stat_exports, statistics
 from meetings.exports import ATTENDANCE_COLUMNS, csv_lines
-from meetings.models import MeetingSession
+from meetings.models import Category, Meeting, MeetingSession
 
 db_cli = AppGroup("db", help="Database schema.")
 demo_cli = AppGroup("demo", help="Demonstration data.")
@@ -44,3 +46,88 @@ def export_attendance(session_id: int) -> None:
         raise click.ClickException(f"There is no session {session_id}.")
     for line in csv_lines(ATTENDANCE_COLUMNS, services.attendance_rows(get_db(), meeting_session)):
         sys.stdout.write(line)
+
+
+BINARY_FORMATS = ("zip", "xlsx", "pdf")
+
+
+@meetings_cli.command("statistics")
+@click.argument("meeting_code")
+@click.option("--segment", "segment_id", type=int, help="Only this segment (its id).")
+@click.option("--session", "session_id", type=int, help="Only this session (its id).")
+@click.option(
+    "--category",
+    type=click.Choice([category.value for category in Category], case_sensitive=False),
+    help="Only participants of this category.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(stat_exports.FORMATS), case_sensitive=False),
+    help="csv (one table: see --table), zip (a CSV per table), xlsx, pdf or json. Default: csv with --table, else zip.",
+)
+@click.option("--table", "table_key", help="The table of a CSV export, by key (overview, by_category, attendance...).")
+@click.option(
+    "-o",
+    "--output",
+    help="The file or folder to write to, or - for standard output. Default: a file named after the meeting, scope "
+    "and time, in the current folder.",
+)
+def statistics_export(
+    meeting_code: str,
+    segment_id: int | None,
+    session_id: int | None,
+    category: str | None,
+    fmt: str | None,
+    table_key: str | None,
+    output: str | None,
+) -> None:
+    """Export a meeting's attendance and quorum statistics (the whole meeting, a segment or a session)."""
+    fmt = (fmt or ("csv" if table_key else "zip")).lower()
+    db = get_db()
+    meeting = db.scalar(sa.select(Meeting).where(Meeting.code == meeting_code))
+    if meeting is None:
+        known = ", ".join(db.scalars(sa.select(Meeting.code).order_by(Meeting.code))) or "none"
+        raise click.ClickException(f"There is no meeting {meeting_code}. The meetings are: {known}.")
+    try:
+        report = statistics.report(
+            db,
+            meeting,
+            segment_id=segment_id,
+            session_id=session_id,
+            category=Category(category.lower()) if category else None,
+            now=database.now(),
+        )
+        chunks = stat_exports.export(report, fmt, table_key)
+    except services.MeetingError as exc:
+        raise click.ClickException(exc.message) from None
+    except stat_exports.ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    if output == "-":
+        stdout = click.open_file("-", "wb")
+        if fmt in BINARY_FORMATS and stdout.isatty():
+            raise click.ClickException(f"A {fmt} file would garble the terminal: redirect it or use -o FILE.")
+        for chunk in chunks:
+            stdout.write(chunk)
+        stdout.flush()
+        return
+    name = stat_exports.filename(report, fmt, table_key if fmt == "csv" else None)
+    path = Path(output) if output else Path(name)
+    if path.is_dir():
+        path = path / name
+    try:
+        out = path.open("wb")
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write {path}: {exc.strerror}.") from None
+    try:
+        with out:
+            for chunk in chunks:
+                out.write(chunk)
+    except BaseException as exc:
+        # A half-written export must not pass for a whole one.
+        path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise click.ClickException(f"Cannot write {path}: {exc.strerror}.") from None
+        raise
+    click.echo(f"Wrote {path}.")
