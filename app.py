@@ -35,6 +35,7 @@ from meetings import (  # noqa: F401
     self_views,
     services,
     snapshot_views,
+    statistics_views,
 )
 from meetings.cli import db_cli, demo_cli, meetings_cli
 from meetings.events import NAMESPACE, LiveNamespace, end_user_sockets
@@ -164,6 +165,17 @@ class RedactLinkTokens(logging.Filter):
         return True
 
 
+def warm_statistics(app: Flask) -> None:
+    """Fold the closed sessions' attendance logs once at start, so that the first statistics page is fast."""
+    from meetings import statistics
+
+    with app.app_context():
+        try:
+            statistics.warm(db.get_db(), db.now())
+        except Exception:
+            logging.getLogger(__name__).exception("could not prepare the statistics; pages will compute them")
+
+
 def main() -> None:
     """Run the embedded default: migrate the schema, load the COP-4 demo, print the accounts, serve."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -185,6 +197,7 @@ def main() -> None:
     )
     # Sweep presences that lapsed while the server was down, without waiting for a first connection.
     app.extensions["live"].start()
+    socketio.start_background_task(warm_statistics, app)
     # The embedded default is one local process on Werkzeug; production runs gunicorn.
     socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
 
