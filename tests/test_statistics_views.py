@@ -357,6 +357,14 @@ def test_an_officer_sees_a_session_without_exports(officer, attended):
     assert 'name="segment"' not in page and "All sessions" not in page
 
 
+def test_the_dashboard_links_officers_to_the_session_statistics(officer, attended):
+    _, client = officer
+    dashboard = text(client.get(f"/sessions/{attended.id}/dashboard"))
+    link = f"{PAGE}?session={attended.id}"
+    assert f'href="{link}"' in dashboard
+    assert client.get(link).status_code == 200
+
+
 @pytest.mark.parametrize("query", ["", "?category=party", "?segment={segment}"])
 def test_an_officer_does_not_see_the_meeting_or_a_segment(officer, cop4, attended, query):
     _, client = officer
