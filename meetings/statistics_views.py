@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from flask import Response, abort, render_template, request, stream_with_context, url_for
+from flask import Response, abort, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import Session
 from wtforms import SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
@@ -244,6 +246,18 @@ def statistics_page(code: str):
     )
 
 
+def _closing_when_sent(body: Iterator[bytes], db: Session) -> Iterator[bytes]:
+    """The export's bytes; then (or when the client goes away) the database session it reads is closed.
+
+    The request's own teardown has closed that session before the first byte is sent; the long
+    tables read it again as they stream, and this returns the connection to the pool after.
+    """
+    try:
+        yield from body
+    finally:
+        db.close()
+
+
 def export_formats() -> list[tuple[str, str]]:
     """The whole-report downloads offered on the page: (format, label)."""
     labels = {"zip": "CSV (zip)", "xlsx": "XLSX", "pdf": "PDF report", "json": "JSON"}
@@ -272,7 +286,7 @@ def statistics_export(code: str, fmt: str):
         return _refused(400, "Nothing exported", str(exc))
     name = stat_exports.filename(report, fmt, table_key if fmt == "csv" else None)
     return Response(
-        stream_with_context(body),
+        _closing_when_sent(body, get_db()),
         mimetype=stat_exports.FORMATS[fmt].mimetype,
         headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
     )

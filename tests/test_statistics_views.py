@@ -233,15 +233,17 @@ def test_an_unknown_meeting_is_not_found(secretariat):
 
 def download(client, path: str, mimetype: str, extension: str) -> tuple[bytes, str]:
     """The body of an export and the file name it is saved as."""
-    response = client.get(path)
-    assert response.status_code == 200, text(response)
-    assert response.mimetype == mimetype
-    disposition = response.headers["Content-Disposition"]
-    assert disposition.startswith("attachment;")
-    match = re.search(rf'filename="(COP-4[^"/\\]*\.{extension})"', disposition)
-    assert match, disposition
-    assert response.is_streamed
-    return response.get_data(), match.group(1)
+    # Closing the response ends the request, as a server does after the last byte: the stream
+    # reads the database until then.
+    with client.get(path) as response:
+        assert response.status_code == 200, text(response)
+        assert response.mimetype == mimetype
+        disposition = response.headers["Content-Disposition"]
+        assert disposition.startswith("attachment;")
+        match = re.search(rf'filename="(COP-4[^"/\\]*\.{extension})"', disposition)
+        assert match, disposition
+        assert response.is_streamed
+        return response.get_data(), match.group(1)
 
 
 def test_the_zip_holds_one_readable_csv_per_table(db, cop4, secretariat, attended, clock):
@@ -402,3 +404,11 @@ def test_anonymous_visitors_are_sent_to_log_in(client, cop4, path):
     response = client.get(path)
     assert response.status_code == 302
     assert "/auth/login" in response.headers["Location"]
+
+
+def test_a_streamed_export_gives_its_database_connection_back(app, secretariat, attended):
+    """The attendance rows read the database while they stream; the connection returns to the pool after."""
+    _, client = secretariat
+    pool = app.extensions["db_engine"].pool
+    download(client, f"{PAGE}.csv?table=attendance", "text/csv", "csv")
+    assert pool.checkedout() == 0
