@@ -307,8 +307,10 @@ def _event(
     nonce: str,
     recorded_by: User | None = None,
     reason: str | None = None,
+    registration: Registration | None = None,
 ) -> AttendanceEvent:
-    registration = registration_of(db, meeting_session.segment.meeting_id, user_id)
+    if registration is None:
+        registration = registration_of(db, meeting_session.segment.meeting_id, user_id)
     return AttendanceEvent(
         session_id=meeting_session.id,
         user_id=user_id,
@@ -334,6 +336,17 @@ def _last_event_at(db: Session, session_id: int, user_id: int, channel: Channel)
     )
 
 
+def _presence_since(db: Session, session_id: int, user_id: int, channel: Channel) -> dt.datetime | None:
+    """When the participant's presence through the channel began, or None if they are not inside."""
+    return db.scalar(
+        sa.select(Presence.since).where(
+            Presence.session_id == session_id,
+            Presence.user_id == user_id,
+            Presence.channel == channel,
+        )
+    )
+
+
 class _NotInside(Exception):
     """Rolls back the savepoint of an exit that found no presence to end."""
 
@@ -352,6 +365,9 @@ def _enter(
     A concurrent entry of the same person and channel (another process, another tab) collides
     on the presence's primary key; the loser rolls back its savepoint and records nothing.
     """
+    if _presence_since(db, meeting_session.id, user_id, channel) is not None:
+        # A second tab, or a page reconnecting: the usual case, answered without a failed insert.
+        return None
     # Never before the person's last exit through this channel (a kiosk's queued scan may be
     # older): the log, folded in time order, must say what the presences table says.
     last = _last_event_at(db, meeting_session.id, user_id, channel)
@@ -393,13 +409,7 @@ def _leave(
     unseen_since, only a presence still not seen since then.
     """
     if since is None:
-        since = db.scalar(
-            sa.select(Presence.since).where(
-                Presence.session_id == meeting_session.id,
-                Presence.user_id == user_id,
-                Presence.channel == channel,
-            )
-        )
+        since = _presence_since(db, meeting_session.id, user_id, channel)
     if since is None:
         return None
     at = max(at, since)
@@ -481,14 +491,12 @@ def record_attendance(
     earlier = _earlier(db, meeting_session, user, kind, nonce)
     if earlier is not None:
         return earlier
+    details = {"nonce": nonce, "recorded_by": recorded_by, "reason": reason}
     if kind == EventKind.ENTRY:
-        _check_entry_allowed(db, meeting_session, user, channel)
-        move = _enter
+        details["registration"] = _check_entry_allowed(db, meeting_session, user, channel)
+        event = _enter(db, meeting_session, user.id, channel, source, now, **details)
     else:
-        move = _leave
-    event = move(
-        db, meeting_session, user.id, channel, source, now, nonce=nonce, recorded_by=recorded_by, reason=reason
-    )
+        event = _leave(db, meeting_session, user.id, channel, source, now, **details)
     if event is None:
         # Already inside (entry) or outside (exit); or a concurrent request with this nonce won.
         return _earlier(db, meeting_session, user, kind, nonce) or CheckInResult(None, kind.value, now, recorded=False)
@@ -555,7 +563,8 @@ def end_lapsed_presences(
     return changed
 
 
-def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: User, channel: Channel) -> None:
+def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: User, channel: Channel) -> Registration:
+    """The participant's registration, if they may enter the session through the channel; else a CheckInError."""
     if meeting_session.state != SessionState.OPEN:
         messages = {
             SessionState.SCHEDULED: "This session has not been opened yet.",
@@ -587,6 +596,7 @@ def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: Use
             "wrong_channel",
             "This session meets online: check in from the session page.",
         )
+    return registration
 
 
 def online_check_in(
