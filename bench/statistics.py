@@ -24,6 +24,7 @@ sys.path[0] = str(ROOT)
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import gc  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
@@ -39,10 +40,11 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 import db as database  # noqa: E402
 from auth.models import Gender, Role, User  # noqa: E402
-from meetings import statistics  # noqa: E402
+from meetings import stat_exports, statistics  # noqa: E402
 from meetings.models import (  # noqa: E402
     Category,
     Convention,
+    FoldedLog,
     Function,
     Meeting,
     MeetingSession,
@@ -505,6 +507,15 @@ def baseline(engine: sa.Engine) -> float:
     return timed(fetch, repeat=3)[0]
 
 
+def forget(db: Session, engine: sa.Engine) -> None:
+    """Forget every fold, in memory and kept in the database: the next report folds every log."""
+    statistics.clear_cache()
+    db.rollback()
+    with engine.begin() as connection:
+        connection.execute(sa.delete(FoldedLog))
+    db.expire_all()
+
+
 def consume(report) -> dict[str, float]:
     """Read every table's rows (the attendance table streams from the log) and time each."""
     times = {}
@@ -522,6 +533,52 @@ def rss_mb() -> float:
     except (OSError, IndexError, ValueError):
         return float("nan")
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+def export_in_child(url: str, meeting_id: int, now: dt.datetime, fmt: str, table: str | None) -> dict:
+    """Export the whole meeting's report in a forked process (the cache of folds inherited, warm), streamed
+    into nothing: the time to the last byte, the bytes, the largest chunk, and how far the process's
+    resident memory rose above where it stood once the report was computed (its high-water mark reset)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        result: dict = {}
+        try:
+            os.close(reader)
+            engine = database.make_engine(url)
+            with Session(bind=engine) as db:
+                report = statistics.report(db, db.get(Meeting, meeting_id), now=now)
+                gc.collect()
+                Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+                before = _status_kb("VmRSS")
+                started = time.perf_counter()
+                size = largest = 0
+                for chunk in stat_exports.export(report, fmt, table):
+                    size += len(chunk)
+                    largest = max(largest, len(chunk))
+                result = {
+                    "seconds": time.perf_counter() - started,
+                    "bytes": size,
+                    "largest_chunk": largest,
+                    "peak_mb": (_status_kb("VmHWM") - before) / 1024,
+                }
+        except Exception as error:  # reported by the parent
+            result = {"error": f"{type(error).__name__}: {error}"}
+        finally:
+            os.write(writer, json.dumps(result).encode())
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return json.loads(data or b'{"error": "no result"}')
 
 
 def machine() -> list[str]:
@@ -586,38 +643,43 @@ def run(url: str, size: Size, out: list[str], *, seed: int) -> None:
         ("whole meeting, category ngo", {"category": Category.NGO}),
     ]
     say("report(), in seconds and (in brackets) as a multiple of the baseline:")
-    say("  cold:  nothing cached (the first report after the server starts)")
-    say("  next:  the first report of this scope or filter after a whole-meeting report (closed sessions cached)")
-    say("  warm:  the same report again (open sessions are always folded again)")
+    say("  cold:     nothing folded yet, in memory or in the database (the first report ever)")
+    say("  restart:  a new server process: closed sessions' folds kept in the database, none in memory")
+    say("  next:     the first report of this scope or filter after a whole-meeting report in this process")
+    say("  warm:     the same report again (open sessions are always folded again)")
     whole = None
     for label, kwargs in scopes:
 
         def run_report(kw=kwargs):
             return statistics.report(db, meeting, now=built.now, **kw)
 
+        forget(db, engine)
+        cold, report = timed(run_report)
+        statistics.report(db, meeting, now=built.now)  # keeps every closed session's fold
         statistics.clear_cache()
         db.expire_all()
-        cold, report = timed(run_report)
+        restarted, report = timed(run_report)
         statistics.clear_cache()
         statistics.report(db, meeting, now=built.now)
         following, report = timed(run_report)
         warm, report = timed(run_report, repeat=3)
-        say(f"  {label:<31} cold {ratio(cold)}  next {ratio(following)}  warm {ratio(warm)}")
+        say(
+            f"  {label:<31} cold {ratio(cold)}  restart {ratio(restarted)}  next {ratio(following)}  warm {ratio(warm)}"
+        )
         if whole is None:
-            whole = (cold, warm, report)
+            whole = (cold, restarted, warm, report)
     say("")
 
-    cold, warm, report = whole
+    cold, restarted, warm, report = whole
     say(f"memory (RSS) of this process, which also built the data, with the folds cached: {rss_mb():.0f} MB")
-    verdict = "meets" if warm < TARGET_SECONDS else "MISSES"
     say(
-        f"whole meeting: warm {warm:.3f} s {verdict} the {TARGET_SECONDS} s budget for report() "
-        f"(page under 2 s); cold {cold:.3f} s"
+        f"whole meeting: restart {restarted:.3f} s and warm {warm:.3f} s "
+        f"{'meet' if max(restarted, warm) < TARGET_SECONDS else 'DO NOT MEET'} the {TARGET_SECONDS} s budget "
+        f"for report() (page under 2 s); cold (first report ever) {cold:.3f} s"
     )
     say("")
     say("stages of a cold whole-meeting report():")
-    statistics.clear_cache()
-    db.expire_all()
+    forget(db, engine)
     load, scope = timed(
         lambda: statistics.load_scope(db, meeting, segment_id=None, session_id=None, category=None, now=built.now)
     )
@@ -631,6 +693,22 @@ def run(url: str, size: Size, out: list[str], *, seed: int) -> None:
         say(f"  {key:<20} {len(rows):>7} rows {ratio(seconds)}")
     seconds, count = timed(lambda: sum(1 for _ in statistics.attendance_rows(db, scope)))
     say(f"  {'attendance':<20} {count:>7} rows {ratio(seconds)}  (streamed from the log, one session at a time)")
+    say("")
+    say("exports of the whole meeting (report already computed; each in a process of its own, streamed):")
+    say("  peak: how far that process's resident memory rose while it exported")
+    db.rollback()
+    exports = [(f"CSV, table {key}", "csv", key) for key in ("overview", "by_party", "attendance")]
+    exports += [(name, fmt, None) for name, fmt in (("ZIP of CSVs", "zip"), ("XLSX", "xlsx"), ("PDF", "pdf"))]
+    exports.append(("JSON", "json", None))
+    for label, fmt, key in exports:
+        result = export_in_child(url, meeting.id, built.now, fmt, key)
+        if "error" in result:
+            say(f"  {label:<24} FAILED: {result['error']}")
+            continue
+        say(
+            f"  {label:<24} {ratio(result['seconds'])}  {result['bytes'] / 2**20:8.1f} MB"
+            f"  largest chunk {result['largest_chunk'] / 2**10:5.0f} KiB  peak {result['peak_mb']:6.1f} MB"
+        )
     say("")
     figures_line = dict(next(iter(report.tables)).rows)
     say("figures of the whole meeting:")

@@ -390,6 +390,28 @@ class Presence(Base):
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class FoldedLog(Base):
+    """A closed session's attendance log, folded once for statistics (meetings.statistics).
+
+    Derived data, never a record: it stands only while the log is as it was when folded (the same
+    number of events, the same highest event id: the log is append-only) and the session closed at
+    the same moment; otherwise statistics fold the log again and replace it. Kept so that the first
+    statistics page after a restart, or in another server process, need not read the whole log.
+    """
+
+    __tablename__ = "folded_logs"
+
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("meeting_sessions.id", ondelete="CASCADE"), primary_key=True)
+    events: Mapped[int] = mapped_column(sa.BigInteger)
+    last_event_id: Mapped[int] = mapped_column(sa.BigInteger)
+    # Where presence stopped counting, in microseconds since the epoch (the session's close).
+    end_us: Mapped[int] = mapped_column(sa.BigInteger)
+    # The encoding's version: a fold written in another encoding is folded again.
+    encoding: Mapped[int]
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    folded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class QuorumSnapshot(Base):
     """The quorum as it stood when an officer recorded it, e.g. as a decision was adopted."""
 

@@ -5,15 +5,19 @@ defines each one. The log is read one session at a time in (at, id) order, with 
 on the DBAPI cursor, as integers: the time in microseconds since the epoch, a code packing the
 participant, the channel and the kind, and the Party. Each session is folded once for every participant
 (SessionFold); a category filter is a view of the same folds. A closed session's fold is kept in process
-memory, since its log cannot change; open, suspended and scheduled sessions are folded on every report.
+memory and in the database (meetings.models.FoldedLog), checked against its log on every report; open,
+suspended and scheduled sessions are folded on every report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sqlite3
+import sys
 import threading
 import weakref
+import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +36,7 @@ from meetings.models import (
     Category,
     Channel,
     EventKind,
+    FoldedLog,
     Meeting,
     MeetingSession,
     Party,
@@ -45,6 +50,8 @@ from meetings.models import (
 from meetings.quorum import in_force_on, required
 from meetings.report import Chart, Column, Report, Series, Table
 from meetings.services import MeetingError
+
+log = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ONE_US = dt.timedelta(microseconds=1)
@@ -342,7 +349,8 @@ def _cache_for(db: Session) -> _Cache | None:
 
 
 def warm(db: Session, now: dt.datetime) -> None:
-    """Fold every meeting's closed sessions into the cache, so that the first statistics page is fast."""
+    """Fold every meeting's closed sessions into the cache (and keep those not yet kept), so that the first
+    statistics page is fast."""
     for meeting in db.scalars(sa.select(Meeting)).all():
         report(db, meeting, now=now)
 
@@ -599,9 +607,9 @@ def load_scope(
 
 
 def _shapes(db: Session, scope: Scope) -> dict[int, tuple[int, int]]:
-    """(number of events, highest event id) of each closed session in scope: what the cache is keyed by."""
+    """(number of events, highest event id) of each closed session in scope: what kept folds are checked by."""
     closed = [s.id for s in scope.sessions if s.state == SessionState.CLOSED]
-    if not closed or scope.cache is None:
+    if not closed:
         return {}
     return {
         session_id: (count, max_id)
@@ -614,10 +622,12 @@ def _shapes(db: Session, scope: Scope) -> dict[int, tuple[int, int]]:
 
 
 def _fold_sessions(db: Session, scope: Scope) -> tuple[dict[int, SessionFold], dict[int, tuple]]:
-    """Each session's fold of every participant, and the cache keys of the closed sessions' folds.
+    """Each session's fold of every participant, and the keys of the closed sessions' folds.
 
-    A closed session's fold comes from the cache when its log is unchanged (the same number of
-    events and the same highest id: the log is append-only) and the Party delegates it counted are
+    A closed session's fold is taken, in this order, from the process's cache, from the folds kept
+    in the database (meetings.models.FoldedLog), or from its log, and then kept in both. A kept fold
+    stands while the log is unchanged (the same number of events and the same highest id: the log
+    is append-only), the session closed at the same moment, and the Party delegates it counted are
     still the approved ones among those present.
     """
     dialect = _dialect(db)
@@ -626,27 +636,166 @@ def _fold_sessions(db: Session, scope: Scope) -> tuple[dict[int, SessionFold], d
         for p in scope.participants.values()
         if p.status == RegistrationStatus.APPROVED and p.category == Category.PARTY and p.party_id is not None
     )
+
+    def stands(f: SessionFold) -> bool:
+        return f.counted == f.present.keys() & counted
+
     shapes = _shapes(db, scope)
     folds: dict[int, SessionFold] = {}
     keys: dict[int, tuple] = {}
+    ends: dict[int, int] = {}
     for meeting_session in scope.sessions:
-        end = _end_us(meeting_session, scope.now)
-        key = None
+        end = ends[meeting_session.id] = _end_us(meeting_session, scope.now)
         if meeting_session.id in shapes:
-            key = ("fold", meeting_session.id, *shapes[meeting_session.id], end)
-            keys[meeting_session.id] = key
-            cached = scope.cache.get(key)
-            if cached is not None and cached.counted == cached.present.keys() & counted:
+            key = keys[meeting_session.id] = ("fold", meeting_session.id, *shapes[meeting_session.id], end)
+            cached = scope.cache.get(key) if scope.cache is not None else None
+            if cached is not None and stands(cached):
                 folds[meeting_session.id] = cached
-                continue
+    wanted = {session_id: key for session_id, key in keys.items() if session_id not in folds}
+    for session_id, f in _kept_folds(db, wanted).items():
+        if stands(f):
+            folds[session_id] = f
+            if scope.cache is not None:
+                scope.cache.put(wanted[session_id], f)
+    fresh: dict[int, SessionFold] = {}
+    for meeting_session in scope.sessions:
+        if meeting_session.id in folds:
+            continue
+        end = ends[meeting_session.id]
         rows = _fetch(db, _log_query(dialect, meeting_session.id, from_us(end), None))
         result = fold(rows, end, counted)
         # The fold depends on who is counted only through those present.
         result.counted = frozenset(result.present.keys() & counted)
+        key = keys.get(meeting_session.id)
         if key is not None:
-            scope.cache.put(key, result)
+            fresh[meeting_session.id] = result
+            if scope.cache is not None:
+                scope.cache.put(key, result)
         folds[meeting_session.id] = result
+    if fresh:
+        _keep_folds(db, {session_id: (keys[session_id], f) for session_id, f in fresh.items()})
     return folds, keys
+
+
+# Folds kept in the database ------------------------------------------------------------------
+
+# The layout of FoldedLog.data; a fold kept in another layout is folded again from the log.
+FOLD_ENCODING = 1
+_NONE = -(2**63)  # None in an int64 field
+
+
+def encode_fold(f: SessionFold) -> bytes:
+    """A fold as compressed little-endian int64 arrays: a header of counts and scalars, then the arrays."""
+    users = array("q", f.present.keys())
+    parties = array("q", (value for span in f.parties for value in span))
+    head = array(
+        "q",
+        [
+            f.events,
+            f.peak,
+            *(_NONE if value is None else value for value in (f.peak_at, f.first, f.last)),
+            len(users),
+            len(f.spans),
+            len(parties),
+            len(f.counted),
+        ],
+    )
+    whole = head
+    whole += users
+    whole += array("q", (f.present[user] for user in users))
+    whole += array("q", (f.time.get(user, 0) for user in users))
+    whole += f.spans
+    whole += parties
+    whole += array("q", sorted(f.counted))
+    if sys.byteorder != "little":
+        whole.byteswap()
+    return zlib.compress(whole.tobytes(), 1)
+
+
+def decode_fold(data: bytes) -> SessionFold:
+    """The fold encode_fold() wrote."""
+    whole = array("q")
+    whole.frombytes(zlib.decompress(data))
+    if sys.byteorder != "little":
+        whole.byteswap()
+    events, peak, peak_at, first, last, n_users, n_spans, n_parties, n_counted = whole[:9]
+    at = 9
+    users = whole[at : at + n_users]
+    bits = whole[at + n_users : at + 2 * n_users]
+    time = whole[at + 2 * n_users : at + 3 * n_users]
+    at += 3 * n_users
+    spans = whole[at : at + n_spans]
+    parties = whole[at + n_spans : at + n_spans + n_parties]
+    at += n_spans + n_parties
+    counted = whole[at : at + n_counted]
+    if at + n_counted != len(whole):
+        raise ValueError("a kept fold of the wrong length")
+    return SessionFold(
+        events,
+        dict(zip(users, bits, strict=True)),
+        dict(zip(users, time, strict=True)),
+        peak,
+        None if peak_at == _NONE else peak_at,
+        spans,
+        list(zip(parties[0::3], parties[1::3], parties[2::3], strict=True)),
+        None if first == _NONE else first,
+        None if last == _NONE else last,
+        frozenset(counted),
+    )
+
+
+def _kept_folds(db: Session, keys: dict[int, tuple]) -> dict[int, SessionFold]:
+    """The folds kept in the database for these sessions that match their keys ("fold", id, events, last id, end)."""
+    if not keys:
+        return {}
+    found: dict[int, SessionFold] = {}
+    rows = db.connection().execute(
+        sa.select(
+            FoldedLog.session_id, FoldedLog.events, FoldedLog.last_event_id, FoldedLog.end_us, FoldedLog.data
+        ).where(FoldedLog.session_id.in_(keys), FoldedLog.encoding == FOLD_ENCODING)
+    )
+    for session_id, events, last_event_id, end_us, data in rows:
+        if keys[session_id][2:] != (events, last_event_id, end_us):
+            continue
+        try:
+            found[session_id] = decode_fold(data)
+        except (ValueError, zlib.error):
+            log.warning("The kept fold of session %s cannot be read; folding its log again.", session_id)
+    return found
+
+
+def _keep_folds(db: Session, folds: dict[int, tuple[tuple, SessionFold]]) -> None:
+    """Keep closed sessions' folds in the database, in a transaction of their own; best effort.
+
+    A fold not kept is folded again by the next report, so a failure here is logged, never raised.
+    The write takes its own connection, so it must not wait on a transaction of the caller's: on
+    SQLite, where a writer waits for the caller's pending writes, nothing is kept while there are
+    any; on PostgreSQL, a lock held by the caller makes the write give up after a moment.
+    """
+    connection = db.connection()
+    if connection.dialect.name == "sqlite" and connection.connection.dbapi_connection.in_transaction:
+        return
+    rows = [
+        {
+            "session_id": session_id,
+            "events": key[2],
+            "last_event_id": key[3],
+            "end_us": key[4],
+            "encoding": FOLD_ENCODING,
+            "data": encode_fold(f),
+            "folded_at": dt.datetime.now(dt.UTC),
+        }
+        for session_id, (key, f) in folds.items()
+    ]
+    try:
+        with connection.engine.begin() as writer:
+            if writer.dialect.name == "postgresql":
+                writer.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            writer.execute(sa.delete(FoldedLog).where(FoldedLog.session_id.in_(folds)))
+            writer.execute(sa.insert(FoldedLog), rows)
+    except sa.exc.SQLAlchemyError as error:
+        # Another process keeping the same folds at the same moment, a locked or unavailable database.
+        log.warning("Could not keep the folds of %d closed sessions: %s", len(rows), type(error).__name__)
 
 
 # Figures of several sessions -------------------------------------------------------------------
