@@ -168,7 +168,9 @@ def fold(rows: Sequence[tuple[int, int, int | None]], end: int, counted: frozens
                     else:
                         del party_ways[party]
                         parties.append((party, party_since.pop(party), at))
-    if n > peak:
+    # The count after the last moment holds only if some time is left before the end: a stretch that
+    # starts at the end lasts no time, like an entry and an exit at one instant (and as in sweep_peak()).
+    if n > peak and last is not None and last < end:
         peak, peak_at = n, last
     for user, start in since.items():
         time[user] = time.get(user, 0) + max(end - start, 0)
@@ -679,8 +681,9 @@ def _fold_sessions(db: Session, scope: Scope) -> tuple[dict[int, SessionFold], d
 
 # Folds kept in the database ------------------------------------------------------------------
 
-# The layout of FoldedLog.data; a fold kept in another layout is folded again from the log.
-FOLD_ENCODING = 1
+# The layout and rules of FoldedLog.data (2: no peak counted at the very end); a fold kept under others is
+# folded again from the log.
+FOLD_ENCODING = 2
 _NONE = -(2**63)  # None in an int64 field
 
 
@@ -825,14 +828,17 @@ class Figures:
 
 
 def median(values: list[int]) -> int | None:
-    """The middle value (the mean of the two middle ones, rounded, for an even count); None for no values."""
+    """The middle value (for an even count, the mean of the two middle ones, rounded down); None for no values.
+
+    Rounded down, not half up: seconds() then rounds the exact mean to the second, as rounding it twice would not.
+    """
     if not values:
         return None
     values = sorted(values)
     middle = len(values) // 2
     if len(values) % 2:
         return values[middle]
-    return (values[middle - 1] + values[middle] + 1) // 2
+    return (values[middle - 1] + values[middle]) // 2
 
 
 Peak = tuple[int, int | None]
@@ -1029,15 +1035,25 @@ def session_quorum(scope: Scope, meeting_session: MeetingSession) -> Quorum:
     start = _start_us(meeting_session, f)
     to_open = required(len(in_force), meeting.open_fraction)
     to_decide = required(len(in_force), meeting.decide_fraction)
-    memo_key = ("quorum", in_force, to_open, to_decide, start, end)
+    # Unless the session closed by then, presence still open at the end is cut there, not ended.
+    closed_at = meeting_session.closed_at if meeting_session.state == SessionState.CLOSED else None
+    cut = closed_at is None or to_us(closed_at) > end
+    memo_key = ("quorum", in_force, to_open, to_decide, start, end, cut)
     if memo_key not in f.memo:
-        f.memo[memo_key] = _quorum(f, in_force, to_open, to_decide, start, end)
+        f.memo[memo_key] = _quorum(f, in_force, to_open, to_decide, start, end, cut)
     return f.memo[memo_key]
 
 
 def _quorum(
-    f: SessionFold, in_force: frozenset[int], to_open: int, to_decide: int, start: int | None, end: int
+    f: SessionFold,
+    in_force: frozenset[int],
+    to_open: int,
+    to_decide: int,
+    start: int | None,
+    end: int,
+    cut: bool = False,
 ) -> Quorum:
+    """The quorum's timeline from start to end; cut: the stretches still open at end go on (the session is open)."""
     if start is None:
         return Quorum(len(in_force), to_open, to_decide, None, 0, None, 0, [], None, end)
     raw = span_steps([span for span in f.parties if span[0] in in_force])
@@ -1046,7 +1062,8 @@ def _quorum(
     for at, count in raw:
         if at <= start:
             points[0] = (start, count)
-        elif at <= end and count != points[-1][1]:
+        elif (at < end if cut else at <= end) and count != points[-1][1]:
+            # Where the stretches are cut at the end, their ends there are no change: the last point keeps them.
             points.append((at, count))
     if end > points[-1][0]:
         points.append((end, points[-1][1]))
@@ -1523,7 +1540,9 @@ def attendance_rows(db: Session, scope: Scope) -> Iterator[tuple]:
                 if start is not None:
                     done.append((start, key, at))
         done.extend((start, key, end if closed else None) for key, start in inside.items())
-        done.sort()
+        # By arrival, then participant and channel; a stretch of no length keeps its place before a re-entry at
+        # the same instant (out may be None, which does not compare with a time).
+        done.sort(key=lambda stretch: (stretch[0], stretch[1]))
         for start, key, out in done:
             p = scope.participants.get(key >> 1)
             party = scope.parties.get(p.party_id) if p and p.party_id else None
