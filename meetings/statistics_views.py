@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -19,7 +20,7 @@ from auth.login import officer_required
 from db import get_db, now
 from meetings import services, stat_exports, statistics
 from meetings.models import CATEGORY_LABELS, Category, Meeting, MeetingSession
-from meetings.report import Column, Report, Table
+from meetings.report import Chart, Column, Report, Table
 from meetings.views import bp, meeting_or_404
 
 # Long tables are offered as downloads only: the page would be too long to read and slow to render.
@@ -36,6 +37,8 @@ EXPORT_REFUSED = (
     "Only the secretariat exports statistics. The figures of a session stay on its statistics page; "
     "ask the secretariat for a CSV, XLSX, PDF or JSON export."
 )
+# Exports hold figures about named people (the attendance log): neither shared caches nor the browser keep them.
+EXPORT_CACHE_CONTROL = "private, no-store"
 
 
 class StatisticsFilterForm(FlaskForm):
@@ -137,7 +140,11 @@ def _report(meeting: Meeting, filters: Filters) -> Report:
 
 
 def format_cell(value: object, kind: str, tz: ZoneInfo) -> str:
-    """A cell as people read it: thousands separators, percentages, h:mm durations, local times."""
+    """A cell as people read it: thousands separators, percentages, h:mm:ss durations, local times.
+
+    Durations are hours:minutes:seconds, as the overview, its note and the PDF write them: a lone
+    "1:05" would read as a minute or as an hour.
+    """
     if value is None or value == "":
         return "—"
     if kind == "int" and isinstance(value, int):
@@ -146,10 +153,14 @@ def format_cell(value: object, kind: str, tz: ZoneInfo) -> str:
         return f"{value:,.1f}"
     if kind == "percent" and isinstance(value, int | float):
         return f"{value * 100:.1f}%"
-    if kind == "duration" and isinstance(value, int | float):
-        minutes = (int(value) + 30) // 60
-        return f"{minutes // 60}:{minutes % 60:02d}"
+    if kind == "duration" and isinstance(value, int | float | dt.timedelta):
+        seconds = round(value.total_seconds() if isinstance(value, dt.timedelta) else value)
+        hours, rest = divmod(seconds, 3600)
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
     if kind == "datetime" and isinstance(value, dt.datetime):
+        # Naive datetimes are UTC, as the database keeps them (astimezone would take them as the server's time).
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
         return value.astimezone(tz).strftime("%-d %b %Y, %H:%M")
     return str(value)
 
@@ -187,6 +198,67 @@ def chart_data(report: Report) -> dict:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class ShownChart:
+    """A chart of the report as the page shows it: why it is empty, or its figures as a table.
+
+    The table is the chart's text alternative (a canvas says nothing to a screen reader) and what
+    a reader gets when the chart script cannot run.
+    """
+
+    key: str
+    title: str
+    kind: str
+    empty: str  # why there is nothing to draw; "" if the chart is drawn
+    label_heading: str
+    series: tuple[str, ...]
+    rows: list[tuple[str, list[str]]]
+
+
+def _label_heading(chart: Chart) -> str:
+    """What a bar chart's labels are ("Participants by regional group": regional group); times for a step chart."""
+    if chart.kind == "step":
+        return "Time"
+    match = re.search(r"\b(?:by|per) (.+)$", chart.title)
+    return match.group(1).capitalize() if match else "Item"
+
+
+def _empty_message(chart: Chart, category: Category | None) -> str:
+    """Why a chart has nothing to draw, in words that say what would fill it; "" if it has something."""
+    counts = chart.series[:1] if chart.kind == "step" else chart.series  # a step chart's other series are thresholds
+    if chart.labels and any(value for series in counts for value in series.values):
+        return ""
+    if chart.kind == "step":
+        if not chart.labels:
+            return "The count of Parties starts when the session is opened: nothing to chart yet."
+        return "No Party has had a delegate inside this session: nothing to chart."
+    if not chart.labels:
+        return "Nothing to chart in this scope."
+    who = f"No participant of the category {CATEGORY_LABELS[category]}" if category else "No participant"
+    return f"{who} has been present in this scope: nothing to chart."
+
+
+def shown_chart(chart: Chart, tz: ZoneInfo, category: Category | None) -> ShownChart:
+    if chart.kind == "step":
+        labels = [
+            dt.datetime.fromisoformat(label).astimezone(tz).strftime("%-d %b %Y, %H:%M:%S") for label in chart.labels
+        ]
+    else:
+        labels = list(chart.labels)
+    rows = [
+        (label, [format_cell(series.values[i], "int", tz) for series in chart.series]) for i, label in enumerate(labels)
+    ]
+    return ShownChart(
+        chart.key,
+        chart.title,
+        chart.kind,
+        _empty_message(chart, category),
+        _label_heading(chart),
+        tuple(series.name for series in chart.series),
+        rows,
+    )
+
+
 def filter_labels(report: Report, filters: Filters) -> list[tuple[str, str]]:
     """The filters of the report as people read them."""
     if filters.category is not None:
@@ -205,13 +277,16 @@ def statistics_page(code: str):
             return _refused(400, "Statistics not shown", " ".join(filters.problems))
         if filters.session_id is None:
             return _refused(403, "Choose a session", OFFICER_SCOPE)
+    # A refused filter still shows the page (the message and a form to choose again) with the whole
+    # meeting, but not as a success: a bookmark or a script that asked for a scope did not get it.
+    status = 400 if filters.problems else 200
     try:
         report = _report(meeting, filters)
     except services.MeetingError as exc:
         # The scope was deleted after the filter was read: show the meeting rather than fail.
         if not current_user.is_secretariat:
             abort(404)
-        filters = Filters(problems=[exc.message])
+        filters, status = Filters(problems=[exc.message]), 404
         report = _report(meeting, filters)
     if filters.problems:
         # Shown unfiltered, and the form says so rather than keep the values that were refused.
@@ -224,17 +299,21 @@ def statistics_page(code: str):
     )
     tables = [shown(table, tz) for table in report.tables if table.key not in DOWNLOAD_ONLY]
     downloads = [table for table in report.tables if table.key in DOWNLOAD_ONLY]
-    return render_template(
+    page = render_template(
         "meetings/statistics.html",
         meeting=meeting,
         report=report,
+        # A segment's scope is its name, which starts in lower case ("in-person segment").
+        scope_title=report.scope[:1].upper() + report.scope[1:],
         form=form,
         filters=filters,
+        scope_session=scope_session,
         scope_context=scope_context,
         filter_labels=filter_labels(report, filters),
         tables=tables,
         downloads=downloads,
         charts=chart_data(report),
+        shown_charts=[shown_chart(chart, tz, filters.category) for chart in report.charts],
         numeric=NUMERIC_KINDS,
         long_table=LONG_TABLE,
         may_export=current_user.is_secretariat,
@@ -244,6 +323,7 @@ def statistics_page(code: str):
         ),
         produced_at=report.produced_at.astimezone(tz).strftime("%-d %B %Y, %H:%M:%S"),
     )
+    return page, status
 
 
 def _closing_when_sent(body: Iterator[bytes], db: Session) -> Iterator[bytes]:
@@ -264,13 +344,17 @@ def export_formats() -> list[tuple[str, str]]:
     return [(fmt, label) for fmt, label in labels.items() if fmt in stat_exports.FORMATS]
 
 
-@bp.get("/meetings/<code>/statistics.<any(csv, zip, xlsx, pdf, json):fmt>")
+@bp.get("/meetings/<code>/statistics.<fmt>")
 @officer_required
 def statistics_export(code: str, fmt: str):
     """The report of the page with the same filters, streamed as CSV, a zip of CSVs, XLSX, PDF or JSON."""
     meeting = meeting_or_404(code)
     if not current_user.is_secretariat:
         return _refused(403, "Exports are for the secretariat", EXPORT_REFUSED)
+    if fmt not in stat_exports.FORMATS:
+        # Said before the report is computed; the address is echoed short, and escaped by the template.
+        known = ", ".join(stat_exports.FORMATS)
+        return _refused(404, "Nothing exported", f"There is no “{fmt[:20]}” export. The formats are: {known}.")
     filters, _ = Filters.from_request(meeting)
     if filters.problems:
         return _refused(400, "Nothing exported", " ".join(filters.problems) + " Nothing was exported.")
@@ -288,5 +372,5 @@ def statistics_export(code: str, fmt: str):
     return Response(
         _closing_when_sent(body, get_db()),
         mimetype=stat_exports.FORMATS[fmt].mimetype,
-        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": EXPORT_CACHE_CONTROL},
     )

@@ -5,6 +5,7 @@ import datetime as dt
 import io
 import json
 import re
+import time
 import zipfile
 from html import unescape
 from zoneinfo import ZoneInfo
@@ -104,10 +105,13 @@ ZURICH = ZoneInfo("Europe/Zurich")
         (0, "int", "0"),
         (0.4567, "percent", "45.7%"),
         (1.0, "percent", "100.0%"),
-        (3 * 3600 + 5 * 60 + 10, "duration", "3:05"),
-        (59, "duration", "0:01"),
-        (0, "duration", "0:00"),
-        (100 * 3600, "duration", "100:00"),
+        # Durations as hours:minutes:seconds, as the overview, its note and the PDF write them.
+        (3 * 3600 + 5 * 60 + 10, "duration", "3:05:10"),
+        (59, "duration", "0:00:59"),
+        (59.6, "duration", "0:01:00"),
+        (0, "duration", "0:00:00"),
+        (100 * 3600, "duration", "100:00:00"),
+        (dt.timedelta(hours=26, seconds=5), "duration", "26:00:05"),
         (dt.datetime(2021, 11, 1, 12, 5, tzinfo=dt.UTC), "datetime", "1 Nov 2021, 13:05"),
         (None, "datetime", "—"),
         (None, "int", "—"),
@@ -117,6 +121,17 @@ ZURICH = ZoneInfo("Europe/Zurich")
 )
 def test_cells_are_shown_as_people_read_them(value, kind, shown):
     assert format_cell(value, kind, ZURICH) == shown
+
+
+def test_a_naive_time_is_utc_whatever_the_servers_zone(monkeypatch):
+    """SQLite gives back naive datetimes; astimezone() alone would take them as the server's local time."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert format_cell(dt.datetime(2021, 11, 1, 12, 5), "datetime", ZURICH) == "1 Nov 2021, 13:05"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 # The page ------------------------------------------------------------------------------------------
@@ -207,7 +222,8 @@ def test_invalid_filters_say_so_and_show_the_whole_meeting(secretariat, cop4, qu
     _, client = secretariat
     response = client.get(f"{PAGE}?{query}")
     page = unescape(text(response))
-    assert response.status_code == 200
+    # The page is still shown, with a form to choose again, but not as a success: the scope asked for was refused.
+    assert response.status_code == 400
     assert message in page and "Showing the whole meeting, without filters." in page
     assert scope_of(page) == "Whole meeting"
     assert filters_of(page).startswith("None")
@@ -217,9 +233,96 @@ def test_a_session_of_another_segment_is_refused(secretariat, cop4):
     _, client = secretariat
     online, in_person = cop4.segments
     session = in_person.sessions[1]
-    page = unescape(text(client.get(f"{PAGE}?segment={online.id}&session={session.id}")))
+    response = client.get(f"{PAGE}?segment={online.id}&session={session.id}")
+    page = unescape(text(response))
+    assert response.status_code == 400
     assert f"“{session.title}” is not a session of the {online.name}." in page
     assert scope_of(page) == "Whole meeting"
+
+
+def test_a_segment_scope_reads_as_a_title_and_the_filters_can_be_cleared(secretariat, cop4):
+    _, client = secretariat
+    in_person = cop4.segments[1]
+    page = text(client.get(f"{PAGE}?segment={in_person.id}&category=party"))
+    assert scope_of(page) == in_person.name[:1].upper() + in_person.name[1:]
+    assert ">Clear filters</a>" in page
+    assert "Clear filters" not in text(client.get(PAGE)), "nothing to clear"
+
+
+def test_a_session_scope_links_to_its_dashboard(officer, attended):
+    _, client = officer
+    page = text(client.get(f"{PAGE}?session={attended.id}"))
+    assert f'href="/sessions/{attended.id}/dashboard"' in page
+
+
+def test_every_table_has_a_caption_and_every_csv_link_names_its_table(secretariat, attended):
+    _, client = secretariat
+    page = unescape(text(client.get(PAGE)))
+    tables = page.count("<table")
+    assert tables and page.count('<caption class="visually-hidden">') == tables
+    assert '<caption class="visually-hidden">Participants by category</caption>' in page
+    assert 'CSV<span class="visually-hidden">: Participants by Party</span>' in page
+    assert 'CSV<span class="visually-hidden">: Overview</span>' in page
+
+
+def figures_of(page: str, key: str) -> str:
+    """The table that stands for a chart, under it."""
+    return page.split(f'id="figures-{key}"')[1].split("</details>")[0]
+
+
+def test_each_chart_has_its_figures_as_a_table(db, cop4, secretariat, attended, clock):
+    _, client = secretariat
+    page = unescape(text(client.get(PAGE)))
+    report = report_now(db, cop4, clock)
+    for chart in report.charts:
+        figures = figures_of(page, chart.key)
+        assert f'<caption class="visually-hidden">{chart.title}</caption>' in figures
+        for series in chart.series:
+            assert f'<th scope="col" class="num">{series.name}</th>' in figures
+        for label in chart.labels:
+            assert f"{label}</th>" in figures
+    channels = figures_of(page, "participants_by_channel")
+    assert re.search(r'Online only</th><td class="num">3</td>', channels), channels
+
+
+def test_the_count_over_time_is_a_table_of_local_times(db, cop4, secretariat, attended, clock):
+    _, client = secretariat
+    page = unescape(text(client.get(f"{PAGE}?session={attended.id}")))
+    report = report_now(db, cop4, clock, session_id=attended.id)
+    chart = next(chart for chart in report.charts if chart.kind == "step")
+    figures = figures_of(page, chart.key)
+    assert f"({report.timezone})" in figures
+    rows = re.findall(r'<tr><th scope="row" class="when">([^<]+)</th>((?:<td class="num">\d+</td>)+)</tr>', figures)
+    assert len(rows) == len(chart.labels)
+    first = dt.datetime.fromisoformat(chart.labels[0]).astimezone(ZoneInfo(report.timezone))
+    assert rows[0][0] == f"{first:%-d %b %Y, %H:%M:%S}"
+    # Three Parties' delegates came, one left: the count rises to three.
+    assert max(int(cells.split(">")[1].split("<")[0]) for _, cells in rows) == 3
+
+
+def test_empty_charts_say_why_instead_of_drawing_empty_axes(secretariat, cop4, online_session):
+    """Nobody has attended yet: no empty frames, but a sentence for each chart; the tables still show."""
+    _, client = secretariat
+    page = unescape(text(client.get(PAGE)))
+    assert "<canvas" not in page and 'class="chart-figures"' not in page
+    assert page.count("No participant has been present in this scope: nothing to chart.") == 4
+    assert 'id="table-sessions"' in page
+
+    party = unescape(text(client.get(f"{PAGE}?category=party")))
+    assert "No participant of the category Party has been present in this scope: nothing to chart." in party
+
+    session = unescape(text(client.get(f"{PAGE}?session={online_session.id}")))
+    assert "The count of Parties starts when the session is opened: nothing to chart yet." in session
+
+
+def test_a_session_opened_with_nobody_inside_says_so(db, secretariat, online_session, clock):
+    _, client = secretariat
+    services.change_state(db, online_session, "open", secretariat[0], clock())
+    db.commit()
+    clock.advance(600)
+    page = unescape(text(client.get(f"{PAGE}?session={online_session.id}")))
+    assert "<canvas" not in page
+    assert "No Party has had a delegate inside this session: nothing to chart." in page
 
 
 def test_an_unknown_meeting_is_not_found(secretariat):
@@ -240,6 +343,7 @@ def download(client, path: str, mimetype: str, extension: str) -> tuple[bytes, s
         assert response.mimetype == mimetype
         disposition = response.headers["Content-Disposition"]
         assert disposition.startswith("attachment;")
+        assert response.headers["Cache-Control"] == "private, no-store"
         match = re.search(rf'filename="(COP-4[^"/\\]*\.{extension})"', disposition)
         assert match, disposition
         assert response.is_streamed
@@ -343,6 +447,50 @@ def test_an_export_with_invalid_filters_exports_nothing(secretariat, attended):
 def test_exports_only_read(secretariat, attended):
     _, client = secretariat
     assert client.post(f"{PAGE}.json").status_code == 405
+
+
+@pytest.mark.parametrize("fmt", ["csv", "zip", "xlsx", "pdf", "json"])
+def test_exports_are_kept_by_no_cache(secretariat, attended, fmt):
+    """An export holds named people's attendance: no shared cache, and not the browser's, may keep it."""
+    _, client = secretariat
+    table = "&table=attendance" if fmt == "csv" else ""
+    with client.get(f"{PAGE}.{fmt}?session={attended.id}{table}") as response:
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "private, no-store"
+
+
+@pytest.mark.parametrize("fmt", ["xml", "html", "CSV", "%3Cscript%3E"])
+def test_an_unknown_export_format_is_named_with_the_formats_there_are(secretariat, cop4, fmt):
+    _, client = secretariat
+    response = client.get(f"{PAGE}.{fmt}")
+    page = text(response)
+    assert response.status_code == 404
+    assert "Content-Disposition" not in response.headers
+    assert "The formats are: csv, zip, xlsx, pdf, json." in page
+    assert "<script>" not in page.split("<main")[1], "the format asked for is escaped"
+
+
+def test_an_officer_asking_for_an_unknown_format_is_refused_as_for_any_export(officer, cop4):
+    _, client = officer
+    assert client.get(f"{PAGE}.xml").status_code == 403
+
+
+def test_the_file_name_is_safe_whatever_the_session_is_called(db, secretariat, attended):
+    attended.title = 'Séance "plénière"; filename=../../evil.exe\u202e'
+    db.commit()
+    _, client = secretariat
+    with client.get(f"{PAGE}.csv?session={attended.id}&table=sessions") as response:
+        disposition = response.headers["Content-Disposition"]
+    assert re.fullmatch(r'attachment; filename="[A-Za-z0-9._-]+\.csv"', disposition), disposition
+    assert "seance-pleniere-filename-evil-exe" in disposition
+
+
+def test_the_download_links_let_a_refusal_show(secretariat, attended):
+    """The server names the files; a download attribute would save a refusal page instead of showing it."""
+    _, client = secretariat
+    page = text(client.get(f"{PAGE}?session={attended.id}"))
+    links = re.findall(r"<a [^>]*statistics\.(?:csv|zip|xlsx|pdf|json)[^>]*>", page)
+    assert links and not [link for link in links if " download" in link]
 
 
 # Permissions -----------------------------------------------------------------------------------------

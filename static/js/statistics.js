@@ -161,7 +161,12 @@
   }
 
   function drawCharts() {
-    if (typeof Chart === "undefined") return; // the tables carry every figure
+    if (typeof Chart === "undefined") {
+      // The chart library did not load: show each chart's figures as its table instead of an empty frame.
+      for (const box of document.querySelectorAll(".stats-chart")) box.hidden = true;
+      for (const figures of document.querySelectorAll(".chart-figures")) figures.open = true;
+      return;
+    }
     for (const chart of report.charts) {
       const box = document.getElementById(`box-${chart.key}`);
       const canvas = document.getElementById(`chart-${chart.key}`);
