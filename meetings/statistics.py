@@ -1177,7 +1177,10 @@ def _overview(scope: Scope, c: Computed) -> Table:
         decided = sum(1 for q in quorums.values() if q.decide_first is not None)
         rows.append(("Sessions that reached the quorum to open", str(opened)))
         rows.append(("Sessions that reached the quorum to decide", str(decided)))
-    note = f"Times in {scope.tz.key}. Durations as hours:minutes:seconds. Definitions: docs/statistics.md."
+    note = (
+        f"Times in {scope.tz.key}. Durations as hours:minutes:seconds. A participant is present once inside "
+        "through any channel; a Party, while an approved delegate of it is inside."
+    )
     return Table("overview", "Overview", (Column("figure", "Figure"), Column("value", "Value")), rows, note)
 
 
