@@ -7,13 +7,16 @@ never holds a long table in memory. Small tables are read whole where a layout n
 What each format says, and how:
 
 - Every export names the meeting, the scope, the filters, the time zone and when it was produced: in the CSV
-  ZIP's README.txt and about.csv, the XLSX's first sheet "About", the PDF's title block and page footers, the JSON
-  document's top level, and always in the file name (`filename`).
+  ZIP's README.txt and about.csv, the XLSX's first sheet "About", the PDF's title block (its page footers repeat
+  the meeting code, the scope and the time), the JSON document's top level. The file name (`filename`) always
+  gives the meeting code, the scope, the filters and the time of production in UTC.
 - A single-table CSV begins with its header line of column keys (stable names for scripts: `csv.DictReader`
   reads it as is), so it carries its provenance only in its file name; the ZIP carries it inside as well.
 - CSV and JSON give times in ISO 8601 with the UTC offset, in the report's time zone, durations in whole seconds
   and percentages as fractions from 0 to 1. XLSX gives local times in the report's time zone (Excel has no time
   zones: the header says which), durations as [h]:mm:ss and percentages formatted as such.
+- An XLSX sheet holds at most 1,048,576 rows (Excel's limit). A longer table goes on, after a last row that says
+  where, on sheets of the same name with (2), (3)...; the "About" sheet lists every sheet with its rows.
 - CSV and XLSX cells that start with = + - @ (or a tab or carriage return) get a leading apostrophe, so that a
   spreadsheet does not run them as formulas. JSON and PDF show the text as it is.
 """
@@ -36,10 +39,7 @@ from typing import NamedTuple
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
+import xlsxwriter
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.legends import Legend
 from reportlab.graphics.charts.lineplots import LinePlot
@@ -65,6 +65,8 @@ from reportlab.platypus import (
     Spacer,
     TableStyle,
 )
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
 
 from meetings.badge_pdf import printable
 from meetings.exports import csv_lines, neutralise
@@ -169,8 +171,10 @@ def filename(report: Report, fmt: str, table: str | None = None) -> str:
     e.g. COP-4_opening-plenary_category-party_by-category_20261102T1200Z.csv
     """
     extension = FORMATS[fmt].extension if fmt in FORMATS else _slug(fmt) or "txt"
-    code = re.sub(r"[^A-Za-z0-9-]+", "-", unicodedata.normalize("NFKD", report.meeting_code)).strip("-")
-    parts = [code or "meeting", _slug(report.scope)[:60] or "scope"]
+    # Accents are dropped, not turned into hyphens: "Genève" gives "Geneve".
+    ascii_code = unicodedata.normalize("NFKD", report.meeting_code).encode("ascii", "ignore").decode()
+    code = re.sub(r"[^A-Za-z0-9-]+", "-", ascii_code).strip("-")
+    parts = [code or "meeting", _slug(report.scope)[:60].rstrip("-") or "scope"]
     parts += [_slug(f"{name}-{value}") for name, value in report.filters.items()]
     if table:
         parts.append(_slug(table))
@@ -316,7 +320,7 @@ def csv_zip(report: Report) -> Iterator[bytes]:
 
 # XLSX ----------------------------------------------------------------------------------------
 
-XLSX_MAX_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header; longer tables continue on another sheet
+XLSX_SHEET_ROWS = 1_048_576  # Excel's rows per sheet, the header included; a longer table continues on another sheet
 XLSX_WIDTH_SAMPLE = 200  # rows read ahead to size the text columns
 SHEET_TITLE_MAX = 31
 XLSX_FORMATS = {
@@ -326,44 +330,54 @@ XLSX_FORMATS = {
     "int": "#,##0",
 }
 XLSX_WIDTHS = {"percent": 9, "duration": 11, "datetime": 20, "int": 10, "float": 12}
-_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# Characters that XML 1.0 does not allow (and that XlsxWriter writes as they are in constant_memory mode).
+_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+XLSX_OPTIONS = {
+    # Each row goes to a temporary file once the next one starts, so memory stays flat however long the table;
+    # rows must then be written in order, sheet by sheet.
+    "constant_memory": True,
+    # Every text is written with write_string; these make sure that nothing else ever turns text into a formula,
+    # a link or a number.
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+}
+SECONDS_PER_DAY = 86_400
+_SHEET_TITLE_DROPPED = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")  # control characters too
 
 
-def _sheet_titles(report: Report) -> list[str]:
-    """Excel sheet names: at most 31 characters, none of []:*?/\\, unique whatever the case."""
-    used = {"about"}
+def _sheet_title(text: str, suffix: str = "") -> str:
+    """text as an Excel sheet name ending in suffix: at most 31 characters, none of []:*?/\\ and no apostrophe at
+    either end (Excel refuses those)."""
+    base = _SHEET_TITLE_DROPPED.sub("", re.sub(r"[\[\]:*?/\\]", "-", text)).strip(" '")
+    return base[: SHEET_TITLE_MAX - len(suffix)].rstrip(" '") + suffix
+
+
+def _unique_title(base: str, used: set[str]) -> str:
+    """base, or base with (2), (3)... if a sheet has that name already, whatever the case; marked as used."""
+    title, counter = base, 2
+    while title.lower() in used:
+        title = _sheet_title(base, f" ({counter})")
+        counter += 1
+    used.add(title.lower())
+    return title
+
+
+def _sheet_titles(report: Report, used: set[str]) -> list[str]:
+    """The tables' sheet names, unique whatever the case and unlike those in used (which gets them)."""
     titles = []
     for source in report.tables:
-        base = re.sub(r"[\[\]:*?/\\]", "-", source.title).strip().strip("'") or source.key
+        base = _sheet_title(source.title) or _sheet_title(source.key) or "Table"
         if base.lower() == "history":  # reserved by Excel
             base = "History table"
-        title = base[:SHEET_TITLE_MAX].rstrip()
-        counter = 2
-        while title.lower() in used:
-            suffix = f" ({counter})"
-            title = base[: SHEET_TITLE_MAX - len(suffix)].rstrip() + suffix
-            counter += 1
-        used.add(title.lower())
-        titles.append(title)
+        titles.append(_unique_title(base, used))
     return titles
 
 
 def _xlsx_text(value: object) -> str:
-    text = _ILLEGAL_XML.sub("", neutralise(value))
+    # Characters XML does not allow are dropped before neutralising, so that what they hid is neutralised too.
+    text = neutralise(_ILLEGAL_XML.sub("", "" if value is None else str(value)))
     return text[:32767]  # the most a cell holds
-
-
-def _xlsx_value(value: object, kind: str, zone: ZoneInfo) -> object:
-    """A cell as Excel takes it: numbers, naive local datetimes, day fractions for durations, or neutralised text."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return _local(value, zone).replace(tzinfo=None)
-    if kind == "duration" and isinstance(value, int | float | dt.timedelta):
-        return dt.timedelta(seconds=_seconds(value))
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value  # a number cannot hold a formula
-    return _xlsx_text(value)
 
 
 def _xlsx_header(column: Column, timezone: str) -> str:
@@ -393,101 +407,159 @@ def _xlsx_widths(columns: tuple[Column, ...], headers: list[str], sample: list[t
     return widths
 
 
-def _write_sheet(
-    workbook, title: str, source: Table, rows: Iterator[tuple], sample: list[tuple], zone: ZoneInfo, tz_name: str
-) -> None:
-    """One sheet for a table (more past Excel's row limit), written as the rows are read."""
+def _xlsx_formats(workbook: xlsxwriter.Workbook) -> dict[str, Format]:
+    formats = {kind: workbook.add_format({"num_format": fmt}) for kind, fmt in XLSX_FORMATS.items()}
+    formats["head"] = workbook.add_format({"bold": True, "text_wrap": True, "valign": "top"})
+    formats["label"] = workbook.add_format({"bold": True})
+    formats["title"] = workbook.add_format({"bold": True, "font_size": 14})
+    return formats
 
+
+def _row_writer(sheet: Worksheet, kinds: list[str], formats: dict[str, Format], zone: ZoneInfo):
+    """A function that writes one row of the table at a row of the sheet: numbers, local datetimes, durations as
+    day fractions, and neutralised text, always through write_string so that no text becomes a formula."""
+    write_string, write_number, write_datetime = sheet.write_string, sheet.write_number, sheet.write_datetime
+    number_formats = [formats.get(kind) for kind in kinds]
+    when, duration = formats["datetime"], formats["duration"]
+
+    def write(index: int, row: tuple) -> None:
+        for column, (value, kind, number_format) in enumerate(zip(row, kinds, number_formats, strict=True)):
+            if value is None:
+                continue
+            if value.__class__ is str:  # the common case first: long tables are mostly text
+                write_string(index, column, _xlsx_text(value))
+            elif isinstance(value, dt.datetime):
+                write_datetime(index, column, _local(value, zone).replace(tzinfo=None), when)
+            elif kind == "duration" and isinstance(value, int | float | dt.timedelta):
+                write_number(index, column, _seconds(value) / SECONDS_PER_DAY, duration)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                if not (isinstance(value, float) and not math.isfinite(value)):  # Excel has no NaN nor infinity
+                    write_number(index, column, value, number_format)
+            else:
+                write_string(index, column, _xlsx_text(value))
+
+    return write
+
+
+class _SheetPart(NamedTuple):
+    """Where a table's rows went: a sheet, the table's first row on it (from 1), how many, and the next sheet."""
+
+    title: str
+    first: int
+    count: int
+    continued_on: str | None
+
+
+_END = object()
+
+
+def _write_table(
+    workbook: xlsxwriter.Workbook,
+    formats: dict[str, Format],
+    title: str,
+    source: Table,
+    zone: ZoneInfo,
+    timezone: str,
+    used: set[str],
+) -> list[_SheetPart]:
+    """A table on its sheet, written as its rows are read; past Excel's row limit, on further sheets."""
+    sample, rows = _peek(source.rows, XLSX_WIDTH_SAMPLE)
     columns = source.columns
-    headers = [_xlsx_header(column, tz_name) for column in columns]
+    kinds = [column.kind for column in columns]
+    headers = [_xlsx_header(column, timezone) for column in columns]
     widths = _xlsx_widths(columns, headers, sample)
-    bold = Font(bold=True)
-    wrap = Alignment(wrap_text=True, vertical="top")
-    part = 1
+    last = XLSX_SHEET_ROWS - 1  # the index of a sheet's last row
 
     def new_sheet(sheet_title: str):
-        sheet = workbook.create_sheet(sheet_title)
-        for index, width in enumerate(widths, start=1):
-            sheet.column_dimensions[get_column_letter(index)].width = width
-        sheet.freeze_panes = "A2"
-        header = []
-        for text in headers:
-            cell = WriteOnlyCell(sheet, value=_xlsx_text(text))
-            cell.font = bold
-            cell.alignment = wrap
-            header.append(cell)
-        sheet.append(header)
-        # One styled cell per formatted column, reused row after row: write-only sheets write it at once.
-        templates = []
-        for column in columns:
-            fmt = XLSX_FORMATS.get(column.kind)
-            if fmt is None:
-                templates.append(None)
-            else:
-                cell = WriteOnlyCell(sheet)
-                cell.number_format = fmt
-                templates.append(cell)
-        return sheet, templates
+        sheet = workbook.add_worksheet(sheet_title)
+        for index, width in enumerate(widths):
+            sheet.set_column(index, index, width)
+        sheet.freeze_panes(1, 0)
+        for index, text in enumerate(headers):
+            sheet.write_string(0, index, _xlsx_text(text), formats["head"])
+        return sheet, _row_writer(sheet, kinds, formats, zone)
 
-    sheet, templates = new_sheet(title)
-    kinds = [column.kind for column in columns]
-    written = 0
-    for row in rows:
-        if written == XLSX_MAX_ROWS:
+    parts: list[_SheetPart] = []
+    table_title, part = title, 1
+    sheet, write = new_sheet(title)
+    first, index = 1, 1
+    iterator = iter(rows)
+    row = next(iterator, _END)
+    while row is not _END:
+        following = next(iterator, _END)  # one row ahead: a full sheet says where the table goes on, if it does
+        if index >= last and following is not _END:
             part += 1
-            suffix = f" ({part})"
-            sheet, templates = new_sheet(title[: SHEET_TITLE_MAX - len(suffix)].rstrip() + suffix)
-            written = 0
-        cells = []
-        for value, kind, template in zip(row, kinds, templates, strict=True):
-            converted = _xlsx_value(value, kind, zone)
-            if template is None or converted is None or isinstance(converted, str):
-                cells.append(converted)
-            else:
-                template.value = converted
-                cells.append(template)
-        sheet.append(cells)
-        written += 1
+            while (continued_on := _sheet_title(table_title, f" ({part})")).lower() in used:
+                part += 1
+            used.add(continued_on.lower())
+            sheet.write_string(
+                index,
+                0,
+                _xlsx_text(
+                    f"This table continues on the sheet “{continued_on}”: "
+                    f"a sheet holds at most {XLSX_SHEET_ROWS:,} rows."
+                ),
+                formats["label"],
+            )
+            parts.append(_SheetPart(title, first, index - 1, continued_on))
+            first += index - 1
+            title = continued_on
+            sheet, write = new_sheet(title)
+            index = 1
+        write(index, row)
+        index += 1
+        row = following
+    parts.append(_SheetPart(title, first, index - 1, None))
+    return parts
 
 
-def _about_sheet(workbook, report: Report, sheet_names: list[tuple[str, Table]]) -> None:
-    sheet = workbook.create_sheet("About")
-    sheet.column_dimensions["A"].width = 16
-    sheet.column_dimensions["B"].width = 40
-    sheet.column_dimensions["C"].width = 70
-    bold = Font(bold=True)
-
-    def label(text: str):
-        cell = WriteOnlyCell(sheet, value=_xlsx_text(text))
-        cell.font = bold
-        return cell
-
-    title = WriteOnlyCell(sheet, value=_xlsx_text("Attendance and quorum statistics"))
-    title.font = Font(bold=True, size=14)
-    sheet.append([title])
+def _about_head(sheet: Worksheet, formats: dict[str, Format], report: Report) -> int:
+    """The About sheet's title block; the index of the next free row."""
+    sheet.set_column(0, 0, 16)
+    sheet.set_column(1, 1, 40)
+    sheet.set_column(2, 2, 70)
+    sheet.set_column(3, 3, 12)
+    sheet.write_string(0, 0, _xlsx_text("Attendance and quorum statistics"), formats["title"])
     produced = _local(report.produced_at, _zone(report))
-    for name, value in [
+    lines = [
         ("Meeting", f"{report.meeting_code} – {report.meeting_title}"),
         ("Scope", report.scope),
         ("Filters", _filters_text(report) or "none"),
         ("Time zone", report.timezone),
         ("Produced at", f"{produced:%Y-%m-%d %H:%M:%S} {report.timezone} ({produced.isoformat(timespec='seconds')})"),
-    ]:
-        sheet.append([label(name), _xlsx_text(value)])
-    sheet.append([])
-    sheet.append(
-        [
-            _xlsx_text(
-                f"Times are local times in {report.timezone}. Durations are hours:minutes:seconds. "
-                "Cells starting with = + - @ begin with an apostrophe, so that they are not run as formulas. "
-                f"A table longer than {XLSX_MAX_ROWS:,} rows continues on a sheet of the same name with (2), (3)..."
-            )
-        ]
+    ]
+    for index, (name, value) in enumerate(lines, start=1):
+        sheet.write_string(index, 0, _xlsx_text(name), formats["label"])
+        sheet.write_string(index, 1, _xlsx_text(value))
+    explanation = (
+        f"Times are local times in {report.timezone}. Durations are hours:minutes:seconds. "
+        "Cells starting with = + - @ begin with an apostrophe, so that they are not run as formulas. "
+        f"A sheet holds at most {XLSX_SHEET_ROWS:,} rows: a longer table continues on a sheet of the same name "
+        "with (2), (3)..., and the last row of a full sheet names the next."
     )
-    sheet.append([])
-    sheet.append([label("Sheet"), label("Table"), label("Note")])
-    for name, source in sheet_names:
-        sheet.append([_xlsx_text(name), _xlsx_text(source.title), _xlsx_text(source.note)])
+    sheet.write_string(len(lines) + 2, 0, _xlsx_text(explanation))
+    return len(lines) + 4
+
+
+def _about_sheets(
+    sheet: Worksheet, formats: dict[str, Format], index: int, tables: list[tuple[Table, list[_SheetPart]]]
+) -> None:
+    """The About sheet's list of sheets: the table on each, its note, and its rows (which, for a long table)."""
+    for column, text in enumerate(("Sheet", "Table", "Note", "Rows")):
+        sheet.write_string(index, column, _xlsx_text(text), formats["label"])
+    for source, parts in tables:
+        total = sum(part.count for part in parts)
+        for part in parts:
+            index += 1
+            note = source.note
+            if len(parts) > 1:
+                where = f"Rows {part.first:,} to {part.first + part.count - 1:,} of {total:,}"
+                where += f"; continued on the sheet “{part.continued_on}”." if part.continued_on else "."
+                note = f"{note} {where}" if note else where
+            sheet.write_string(index, 0, _xlsx_text(part.title))
+            sheet.write_string(index, 1, _xlsx_text(source.title))
+            sheet.write_string(index, 2, _xlsx_text(note))
+            sheet.write_number(index, 3, part.count, formats["int"])
 
 
 def _peek(rows: Iterable[tuple], count: int) -> tuple[list[tuple], Iterator[tuple]]:
@@ -506,24 +578,50 @@ def _file_chunks(file) -> Iterator[bytes]:
         file.close()
 
 
+def _discard(workbook: xlsxwriter.Workbook) -> None:
+    """Close the row files of a workbook that will not be finished (constant_memory keeps one open per sheet)."""
+    for sheet in workbook.worksheets():
+        handle = getattr(sheet, "row_data_fh", None)
+        if handle is not None and not handle.closed:
+            handle.close()
+
+
 def xlsx(report: Report) -> Iterator[bytes]:
     """The report as an XLSX workbook: "About", then one sheet per table; chunks of the finished file.
 
-    openpyxl's write-only workbook writes each row to a temporary file as it comes, and the workbook is
-    assembled in another (a ZIP's directory comes last): disk, not memory. The workbook is complete when this
-    returns, so a failure shows before the first byte is sent; the chunks are then read from disk.
+    XlsxWriter, in constant_memory mode, writes each row to a temporary file as it comes, in a folder of this
+    export's own, and assembles the workbook from them in an unnamed temporary file: disk, not memory. The
+    workbook is complete when this returns, so a failure shows before the first byte is sent, and the folder is
+    gone either way. The chunks are then read from the file, which is closed (and so removed) after the last
+    chunk, when the reader is closed early, or when it is dropped.
     """
-
     zone = _zone(report)
-    workbook = Workbook(write_only=True)
-    titles = _sheet_titles(report)
-    _about_sheet(workbook, report, list(zip(titles, report.tables, strict=True)))
-    for title, source in zip(titles, report.tables, strict=True):
-        sample, rows = _peek(source.rows, XLSX_WIDTH_SAMPLE)
-        _write_sheet(workbook, title, source, rows, sample, zone, report.timezone)
+    produced = report.produced_at if report.produced_at.tzinfo else report.produced_at.replace(tzinfo=dt.UTC)
     out = tempfile.TemporaryFile()  # noqa: SIM115 (closed by the chunk reader, after the last chunk)
     try:
-        workbook.save(out)
+        with tempfile.TemporaryDirectory(prefix="stat-xlsx-") as work:
+            workbook = xlsxwriter.Workbook(out, {**XLSX_OPTIONS, "tmpdir": work})
+            try:
+                workbook.set_properties(
+                    {
+                        "title": f"{report.meeting_code} statistics – {report.scope}",
+                        "created": produced.astimezone(dt.UTC),
+                    }
+                )
+                formats = _xlsx_formats(workbook)
+                used = {"about"}
+                titles = _sheet_titles(report, used)
+                about = workbook.add_worksheet("About")
+                next_row = _about_head(about, formats, report)
+                written = []
+                for title, source in zip(titles, report.tables, strict=True):
+                    parts = _write_table(workbook, formats, title, source, zone, report.timezone, used)
+                    written.append((source, parts))
+                _about_sheets(about, formats, next_row, written)
+                workbook.close()
+            except BaseException:
+                _discard(workbook)
+                raise
     except BaseException:
         out.close()
         raise
@@ -816,7 +914,7 @@ def _table_flowable(source: Table, rows: list[tuple], fonts: PdfFonts, width: fl
 
     data = [[cell(h, k, True) for h, k in zip(headers, kinds, strict=True)]]
     data += [[cell(t, k, False) for t, k in zip(row, kinds, strict=True)] for row in texts]
-    grid = LongTable(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
+    grid = LongTable(data, colWidths=widths, repeatRows=1, hAlign="LEFT", splitInRow=1)
     grid.setStyle(
         TableStyle(
             [
@@ -1022,4 +1120,13 @@ def export(report: Report, fmt: str, table_key: str | None = None) -> Iterator[b
         if table_key:
             raise ExportError(f"Only the CSV export is of one table; the {fmt} export holds them all.")
         chunks = FORMATS[fmt].function(report)
-    return (chunk.encode() if isinstance(chunk, str) else chunk for chunk in chunks)
+    return _bytes(chunks)
+
+
+def _bytes(chunks: Iterator[str] | Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks as bytes; closing this closes them, so that an export stopped early lets go of its files at once."""
+    try:
+        for chunk in chunks:
+            yield chunk.encode() if isinstance(chunk, str) else chunk
+    finally:
+        _close(chunks)

@@ -232,7 +232,7 @@ def test_the_workbook_opens_with_an_about_sheet_then_one_sheet_per_table():
     assert about["Time zone"] == "Europe/Zurich"
     assert about["Produced at"].startswith("2026-11-02 13:00:00 Europe/Zurich")
     listed = [row for row in book["About"].iter_rows(values_only=True) if row and row[0] == "Attendance"]
-    assert listed == [("Attendance", "Attendance", "One row per presence interval.")]
+    assert listed == [("Attendance", "Attendance", "One row per presence interval.", 4)]
     assert rows.read == 4
 
 
@@ -287,16 +287,143 @@ def test_sheet_names_are_short_unique_and_valid():
     assert names[1].startswith("Participants by regional group")
 
 
-def test_a_table_longer_than_a_sheet_continues_on_the_next(monkeypatch):
-    monkeypatch.setattr(stat_exports, "XLSX_MAX_ROWS", 3)
+def test_a_table_longer_than_a_sheet_continues_on_the_next_and_the_full_sheets_say_where(monkeypatch):
+    monkeypatch.setattr(stat_exports, "XLSX_SHEET_ROWS", 4)  # four rows a sheet, the header included
     book = workbook(make_report(OnePass(7)))
     assert book.sheetnames[-3:] == ["Attendance", "Attendance (2)", "Attendance (3)"]
-    names = []
-    for sheet in book.worksheets[-3:]:
-        rows = list(sheet.iter_rows(values_only=True))
-        assert rows[0][0] == "Participant"
-        names += [row[0] for row in rows[1:]]
+    sheets = [list(sheet.iter_rows(values_only=True)) for sheet in book.worksheets[-3:]]
+    assert all(len(rows) <= 4 and rows[0][0] == "Participant" for rows in sheets)
+    # The last row of a full sheet, in bold, names the sheet where the table continues.
+    assert sheets[0][-1][0] == "This table continues on the sheet “Attendance (2)”: a sheet holds at most 4 rows."
+    assert sheets[1][-1][0].startswith("This table continues on the sheet “Attendance (3)”")
+    assert book["Attendance"].cell(4, 1).font.b
+    names = [row[0] for row in sheets[0][1:-1] + sheets[1][1:-1] + sheets[2][1:]]
     assert names == [NAMES[i % 4] for i in range(7)]
+    listed = [row for row in book["About"].iter_rows(values_only=True) if row and row[1] == "Attendance"]
+    assert listed == [
+        (
+            "Attendance",
+            "Attendance",
+            "One row per presence interval. Rows 1 to 2 of 7; continued on the sheet “Attendance (2)”.",
+            2,
+        ),
+        (
+            "Attendance (2)",
+            "Attendance",
+            "One row per presence interval. Rows 3 to 4 of 7; continued on the sheet “Attendance (3)”.",
+            2,
+        ),
+        ("Attendance (3)", "Attendance", "One row per presence interval. Rows 5 to 7 of 7.", 3),
+    ]
+
+
+def test_a_table_that_just_fills_a_sheet_stays_on_it(monkeypatch):
+    monkeypatch.setattr(stat_exports, "XLSX_SHEET_ROWS", 4)
+    book = workbook(make_report(OnePass(3)))
+    assert book.sheetnames[-1] == "Attendance"
+    assert [row[0] for row in book["Attendance"].iter_rows(min_row=2, values_only=True)] == list(NAMES[:3])
+
+
+def test_a_continuation_sheet_takes_a_name_no_other_sheet_has(monkeypatch):
+    monkeypatch.setattr(stat_exports, "XLSX_SHEET_ROWS", 4)
+    one = (Column("a", "A"),)
+    tables = [
+        Table("log", "Log", one, [(str(i),) for i in range(5)]),
+        Table("log2", "Log (2)", one, [("other",)]),
+    ]
+    book = workbook(make_report(tables=tables))
+    assert book.sheetnames == ["About", "Log", "Log (3)", "Log (2)"]  # a continuation follows its table
+    assert book["Log"].cell(4, 1).value == "This table continues on the sheet “Log (3)”: a sheet holds at most 4 rows."
+    assert [row[0] for row in book["Log (3)"].iter_rows(min_row=2, values_only=True)] == ["2", "3", "4"]
+    assert [row[0] for row in book["Log (2)"].iter_rows(min_row=2, values_only=True)] == ["other"]
+
+
+def test_sheet_names_excel_would_refuse_are_mended():
+    one = (Column("a", "A"),)
+    tables = [
+        Table("a", "'Quoted'", one, [("x",)]),
+        Table("b", "Delegates of the regional group' and more", one, [("y",)]),  # an apostrophe at 31 characters
+        Table("c", "Tab\tand\x07bell", one, [("z",)]),
+        Table("d/e", "", one, [("w",)]),
+    ]
+    names = workbook(make_report(tables=tables)).sheetnames
+    assert names == ["About", "Quoted", "Delegates of the regional group", "Tabandbell", "d-e"]
+
+
+def test_workbook_text_is_never_a_formula_a_link_or_a_number():
+    cells = [
+        ('\x08=HYPERLINK("http://x")',),  # a character XML cannot hold hid the formula
+        ("http://example.org/",),
+        ("0041",),
+        ("\tTab",),
+    ]
+    book = workbook(make_report(tables=[Table("t", "Texts", (Column("text", "Text"),), cells)]))
+    sheet = book["Texts"]
+    values = [row[0] for row in sheet.iter_rows(min_row=2)]
+    assert [cell.value for cell in values] == [
+        '\'=HYPERLINK("http://x")',
+        "http://example.org/",
+        "0041",
+        "'\tTab",
+    ]
+    assert {cell.data_type for cell in values} == {"s"}
+    assert all(cell.hyperlink is None for cell in values)
+
+
+def test_numbers_excel_cannot_hold_are_left_empty():
+    columns = (Column("name", "Name"), Column("share", "Share", "percent"), Column("value", "Value", "float"))
+    rows = [("a", float("nan"), float("inf")), ("b", 0.5, -1.25)]
+    sheet = workbook(make_report(tables=[Table("t", "Numbers", columns, rows)]))["Numbers"]
+    assert list(sheet.iter_rows(min_row=2, values_only=True)) == [("a", None, None), ("b", 0.5, -1.25)]
+
+
+class Recorded:
+    """Records the temporary files the export opens, in a folder of the test's own."""
+
+    def __init__(self, monkeypatch, folder) -> None:
+        self.files: list = []
+        self.folder = folder
+        monkeypatch.setattr(stat_exports.tempfile, "tempdir", str(folder))
+        make = stat_exports.tempfile.TemporaryFile
+
+        def recording(*args, **kwargs):
+            handle = make(*args, **kwargs)
+            self.files.append(handle)
+            return handle
+
+        monkeypatch.setattr(stat_exports.tempfile, "TemporaryFile", recording)
+
+    def all_gone(self) -> bool:
+        return all(handle.closed for handle in self.files) and list(self.folder.iterdir()) == []
+
+
+def test_the_workbook_file_is_removed_after_the_last_chunk(monkeypatch, tmp_path):
+    files = Recorded(monkeypatch, tmp_path)
+    chunks = stat_exports.xlsx(make_report(OnePass(50)))
+    assert len(files.files) == 1 and list(tmp_path.iterdir()) == []  # the row files went with the workbook
+    assert openpyxl.load_workbook(io.BytesIO(data(chunks))).sheetnames[-1] == "Attendance"
+    assert files.all_gone()
+
+
+def test_the_workbook_file_is_removed_when_the_reader_stops_early(monkeypatch, tmp_path):
+    monkeypatch.setattr(stat_exports, "CHUNK_BYTES", 1024)
+    files = Recorded(monkeypatch, tmp_path)
+    chunks = stat_exports.export(make_report(OnePass(2_000)), "xlsx")
+    next(chunks)
+    assert not files.files[0].closed
+    chunks.close()  # as a web server does when the browser goes away
+    assert files.all_gone()
+
+
+def test_the_workbook_files_are_removed_when_the_rows_fail(monkeypatch, tmp_path):
+    def failing():
+        yield ("Zoë Núñez", "CHE", "online", OPENED, OPENED, 60)
+        raise RuntimeError("the database went away")
+
+    files = Recorded(monkeypatch, tmp_path)
+    with pytest.raises(RuntimeError, match="went away"):
+        stat_exports.xlsx(make_report(failing()))
+    assert files.files and files.all_gone()
 
 
 # PDF -----------------------------------------------------------------------------------------
@@ -344,6 +471,17 @@ def test_tables_too_long_for_an_annex_are_left_to_the_spreadsheet_exports(monkey
     assert "more than 10 rows and is not printed in this report: see the CSV or XLSX export" in everything
     assert "Zoë Núñez" not in everything
     assert rows.read == 11 and rows.closed  # read just far enough to know, then let go
+
+
+def test_a_pdf_row_taller_than_a_page_is_split_across_pages():
+    words = " ".join(f"word{i}" for i in range(3_000))
+    columns = (Column("who", "Who"), Column("text", "Text"))
+    tables = [Table("notes", "Notes", columns, [("Zoë Núñez", words), ("Иван Петров", "short")])]
+    pages = pdf_pages(make_report(tables=tables, charts=[]))
+    everything = " ".join(pages)
+    assert "word0 word1" in everything and "word2999" in everything and "short" in everything
+    assert len(pages) >= 3
+    assert all("Who Text" in page for page in pages[1:])  # the header is repeated
 
 
 def test_pdf_names_outside_the_font_print_as_question_marks(monkeypatch):
@@ -463,6 +601,15 @@ def test_file_names_say_meeting_scope_filters_table_and_time_in_safe_characters(
     name = stat_exports.filename(foreign, "pdf")
     assert re.fullmatch(r"[A-Za-z0-9._-]+", name)
     assert name == "COP-4-e_seance-d-ouverture-pleniere_20261102T1200Z.pdf"
+
+
+def test_file_names_drop_the_accents_of_a_meeting_code_and_cut_a_long_scope_between_words():
+    scope = "Opening plenary of the fourth meeting of the Conferences of the Parties"
+    report = Report("COP-4 Genève", "x", scope, {}, "Europe/Zurich", PRODUCED)
+    assert (
+        stat_exports.filename(report, "pdf")
+        == "COP-4-Geneve_opening-plenary-of-the-fourth-meeting-of-the-conferences-of_20261102T1200Z.pdf"
+    )
 
 
 @pytest.mark.parametrize(
