@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
-from flask import Response, abort, render_template, request, url_for
+from flask import Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
@@ -338,6 +338,38 @@ def _closing_when_sent(body: Iterator[bytes], db: Session) -> Iterator[bytes]:
         db.close()
 
 
+# Rows of a long table read between two turns given to the server's other work (see _taking_turns).
+ROWS_PER_TURN = 500
+
+
+def _taking_turns(report: Report) -> Report:
+    """The report with its long tables' rows read a few hundred at a time, the server's other work let run between.
+
+    Exporting a whole meeting's attendance is seconds of CPU. On gevent, the production server, that
+    would hold the event loop, and with it every socket of the process, for as long: the sockets'
+    turn comes every ROWS_PER_TURN rows instead. Short tables (lists, read whole) are left as they are.
+    """
+    pause = current_app.extensions["socketio"].sleep
+
+    def in_turns(rows):
+        try:
+            for n, row in enumerate(rows, 1):
+                if not n % ROWS_PER_TURN:
+                    pause(0)
+                yield row
+        finally:
+            # An export stopped early closes this; the table's own generator then closes its database reads.
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
+    tables = [
+        table if isinstance(table.rows, list | tuple) else replace(table, rows=in_turns(table.rows))
+        for table in report.tables
+    ]
+    return replace(report, tables=tables)
+
+
 def export_formats() -> list[tuple[str, str]]:
     """The whole-report downloads offered on the page: (format, label)."""
     labels = {"zip": "CSV (zip)", "xlsx": "XLSX", "pdf": "PDF report", "json": "JSON"}
@@ -365,7 +397,7 @@ def statistics_export(code: str, fmt: str):
     table_key = request.args.get("table") or None
     try:
         # Checks the format and the table before the first byte, so that a refusal is still a page.
-        body = stat_exports.export(report, fmt, table_key)
+        body = stat_exports.export(_taking_turns(report), fmt, table_key)
     except stat_exports.ExportError as exc:
         return _refused(400, "Nothing exported", str(exc))
     name = stat_exports.filename(report, fmt, table_key if fmt == "csv" else None)

@@ -17,7 +17,7 @@ from conftest import login
 
 import meetings.statistics_views  # noqa: F401  (adds the statistics routes to the blueprint before the app is built)
 from auth.models import Role
-from meetings import services, statistics
+from meetings import services, statistics, statistics_views
 from meetings.models import Category, Channel, EventKind, Source
 from meetings.statistics_views import chart_data, format_cell
 
@@ -560,3 +560,18 @@ def test_a_streamed_export_gives_its_database_connection_back(app, secretariat, 
     pool = app.extensions["db_engine"].pool
     download(client, f"{PAGE}.csv?table=attendance", "text/csv", "csv")
     assert pool.checkedout() == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "json"])
+def test_a_long_export_lets_the_servers_other_work_run_while_it_is_made(app, secretariat, attended, monkeypatch, fmt):
+    """On gevent, an export holding the event loop would freeze every socket of the process until it ends."""
+    _, client = secretariat
+    turns = []
+    monkeypatch.setattr(statistics_views, "ROWS_PER_TURN", 1)
+    monkeypatch.setattr(app.extensions["socketio"], "sleep", lambda seconds: turns.append(seconds))
+    table = "&table=attendance" if fmt == "csv" else ""
+    response = client.get(f"{PAGE}.{fmt}?{table}")
+    assert response.status_code == 200
+    response.get_data()
+    # Three stretches of presence in the attendance log: a turn after each row read.
+    assert turns == [0, 0, 0]
