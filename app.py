@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
+import time
 
-from flask import Flask, g, render_template
+from flask import Flask, g, render_template, request
+from flask.logging import default_handler
 from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
@@ -27,11 +28,14 @@ from meetings import (  # noqa: F401
     attendance_views,
     badge_views,
     badges,
+    commits,
     delegation_views,
     demo,
     desk_views,
+    health,
     kiosk_views,
     live,
+    logs,
     self_views,
     services,
     snapshot_views,
@@ -39,6 +43,7 @@ from meetings import (  # noqa: F401
 )
 from meetings.cli import db_cli, demo_cli, meetings_cli
 from meetings.events import NAMESPACE, LiveNamespace, end_user_sockets
+from meetings.logs import RedactLinkTokens  # noqa: F401  (tests/test_pages.py imports it from here)
 from meetings.models import CATEGORY_LABELS
 from meetings.views import bp as meetings_bp
 
@@ -57,6 +62,8 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     settings = config.load(config_name)
     settings.update(overrides or {})
     app.config.update(settings)
+    # First, so that the request line's hooks run before the CSRF and rate-limit checks that may refuse it.
+    register_logging(app)
 
     crypto.configure(crypto.keys_from_settings(app.config))
     db.init_app(app)
@@ -68,12 +75,56 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(meetings_bp)
+    register_health(app)
     register_sockets(app)
     register_cli(app)
     register_templates(app)
     register_errors(app)
     register_security_headers(app)
     return app
+
+
+def register_logging(app: Flask) -> None:
+    """Logs in the configured format and level, and one line per HTTP request with its request id.
+
+    Tests leave the logging setup to pytest, which captures every record; the request lines are
+    written all the same.
+    """
+    if not app.testing:
+        logs.configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+    # app.logger's records reach the root handler like every other logger's; Flask's own would print them twice.
+    app.logger.removeHandler(default_handler)
+    # Flask logs an unhandled exception as "Exception on <path>": the path may hold an emailed link's token.
+    logs.redact_link_tokens(app.logger)
+
+    @app.before_request
+    def start_request_line():
+        g.request_started = time.perf_counter()
+        g.request_id = logs.request_id(request.headers.get("X-Request-ID"))
+
+    @app.after_request
+    def write_request_line(response):
+        request_id = g.get("request_id") or logs.request_id(None)
+        duration_ms = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
+        # Probes poll every few seconds: their successes only at DEBUG, so that the log stays readable.
+        quiet = request.blueprint == health.bp.name and response.status_code < 400
+        logs.log_request(
+            request,
+            response.status_code,
+            duration_ms,
+            g.get("_login_user"),
+            request_id,
+            level=logging.DEBUG if quiet else logging.INFO,
+        )
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+
+def register_health(app: Flask) -> None:
+    """/healthz and /readyz: no login, no CSRF token, no rate limit (probes poll them all day)."""
+    app.register_blueprint(health.bp)
+    csrf.exempt(health.bp)
+    limiter.exempt(health.bp)
 
 
 def register_sockets(app: Flask) -> None:
@@ -89,6 +140,7 @@ def register_sockets(app: Flask) -> None:
     socketio.on_namespace(LiveNamespace(NAMESPACE))
     app.extensions["end_user_sockets"] = end_user_sockets
     app.extensions["live"] = live.Live(app, socketio)
+    app.extensions["commits"] = commits.GroupCommits(app, socketio)
 
 
 def register_cli(app: Flask) -> None:
@@ -151,20 +203,6 @@ def register_security_headers(app: Flask) -> None:
         return response
 
 
-class RedactLinkTokens(logging.Filter):
-    """Keep the tokens of emailed links (confirm, manage, set password) out of request logs."""
-
-    TOKEN_PATH = re.compile(r"(/(?:auth/confirm|manage-registration|auth/set-password))/[^/\s?\"]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(
-                self.TOKEN_PATH.sub(r"\1/[token]", arg) if isinstance(arg, str) else arg for arg in record.args
-            )
-        record.msg = self.TOKEN_PATH.sub(r"\1/[token]", str(record.msg))
-        return True
-
-
 def warm_statistics(app: Flask) -> None:
     """Fold the closed sessions' attendance logs once at start, so that the first statistics page is fast."""
     from meetings import statistics
@@ -178,9 +216,6 @@ def warm_statistics(app: Flask) -> None:
 
 def main() -> None:
     """Run the embedded default: migrate the schema, load the COP-4 demo, print the accounts, serve."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    logging.getLogger("werkzeug").addFilter(RedactLinkTokens())
     app = create_app()
     db.upgrade(app.config["DATABASE_URL"])
     with app.app_context():

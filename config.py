@@ -36,6 +36,14 @@ class Config:
     PRESENCE_SWEEP_SECONDS = 1.0
     # Quorum broadcasts are coalesced: at most one per session per this many seconds (0: one per change).
     LIVE_BROADCAST_SECONDS = 0.1
+    # Check-ins, check-outs and heartbeats of many sockets share one transaction and one commit
+    # (meetings/commits.py): a group takes every unit waiting, up to GROUP_COMMIT_MAX, gathering for at
+    # most GROUP_COMMIT_SECONDS (0: only those already waiting). A socket event is acknowledged after its
+    # group's commit; one that waited GROUP_COMMIT_WAIT_SECONDS is answered "unavailable".
+    GROUP_COMMIT = True
+    GROUP_COMMIT_SECONDS = 0.0
+    GROUP_COMMIT_MAX = 256
+    GROUP_COMMIT_WAIT_SECONDS = 10.0
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -66,6 +74,12 @@ class Config:
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
 
+    # Logs: "text" lines for people, or "json" (one object a line, for a log collector); the lowest level kept.
+    LOG_FORMAT = "text"
+    LOG_LEVEL = "INFO"
+    # /readyz reports the database or Redis as failing when it has not answered within this many seconds.
+    READINESS_TIMEOUT_SECONDS = 2.0
+
     # werkzeug.security method string; scrypt costs about 100 ms per hash by default.
     PASSWORD_HASH_METHOD = "scrypt"
     TOTP_ISSUER = "COP Registration"
@@ -91,11 +105,14 @@ class TestingConfig(Config):
     # Tests drive the clock and the sweep themselves, and see each broadcast as it is sent.
     PRESENCE_SWEEP_SECONDS = 0.0
     LIVE_BROADCAST_SECONDS = 0.0
+    # Each socket event commits in its own request; tests of the group committer turn it on.
+    GROUP_COMMIT = False
 
 
 class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     SOCKETIO_ASYNC_MODE = "gevent"
+    LOG_FORMAT = "json"
 
     @classmethod
     def validate(cls, settings: dict) -> None:

@@ -1,6 +1,9 @@
 """Password rules (NIST SP 800-63B): length, the list of common passwords, not the person's email or names."""
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -9,6 +12,8 @@ from conftest import csrf_token
 from auth import passwords, tokens
 from auth.models import AuditEntry, User
 from auth.passwords import password_problem
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PERSON = {"email": "jane.okafor@example.org", "names": ("Jane", "Okafor")}
 
@@ -154,3 +159,56 @@ def test_the_set_password_page_accepts_a_passphrase(app, db, client, make_user):
     db.expire_all()
     assert passwords.verify_password(db.get(User, user.id).password_hash, phrase)
     assert db.scalar(sa.select(AuditEntry.action).where(AuditEntry.target_id == str(user.id))) == "user.password_set"
+
+
+GEVENT_PROBE = """
+from gevent import monkey
+
+monkey.patch_all()
+import sys
+import time
+
+import gevent
+from werkzeug.security import generate_password_hash
+
+from auth.passwords import hash_password
+
+ticks = []
+
+
+def ticker():
+    while True:
+        ticks.append(time.monotonic())
+        gevent.sleep(0.005)
+
+
+gevent.spawn(ticker)
+gevent.sleep(0.05)
+hashing = generate_password_hash if sys.argv[1] == "direct" else hash_password
+started = time.monotonic()
+hashing("correct horse battery", "scrypt:65536:8:1")
+took = time.monotonic() - started
+gevent.sleep(0.02)
+during = [t for t in ticks if t >= started - 0.01]
+print(took, max(b - a for a, b in zip(during, during[1:], strict=False)))
+"""
+
+
+@pytest.mark.parametrize("way", ["direct", "off the loop"])
+def test_hashing_under_gevent_leaves_every_other_socket_served(way):
+    """Under gevent, a hash in the event loop stalls every greenlet for its whole length; ours does not."""
+    pytest.importorskip("gevent")
+    probe = subprocess.run(
+        [sys.executable, "-c", GEVENT_PROBE, "direct" if way == "direct" else "pool"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    took, longest_gap = map(float, probe.stdout.split())
+    if way == "direct":
+        # The check that the probe can tell: called in the loop, nothing else ran meanwhile.
+        assert longest_gap >= 0.8 * took
+    else:
+        assert longest_gap < 0.5 * took, (took, longest_gap)

@@ -1,0 +1,143 @@
+"""Group commits: the writes of many socket events share one transaction and one commit.
+
+A commit is the dearest part of a check-in: on PostgreSQL it waits for the write-ahead log to reach
+the disk, on SQLite it takes the database's write lock. At the opening of a plenary a thousand
+delegates check in within minutes, so each process runs one committer that takes every unit of work
+waiting (up to GROUP_COMMIT_MAX, gathering for at most GROUP_COMMIT_SECONDS), runs each in a
+savepoint of one transaction, and commits once.
+
+The contract is the same as committing alone: run() returns the unit's result only once it is
+committed, or raises its refusal (meetings.services.MeetingError), its database error, or the
+group's commit error; a unit refused or failing rolls back its own savepoint and nothing else. So
+a socket event is still acknowledged only after its commit, and a unit retried with the same
+nonce after a failed commit still counts once.
+
+With GROUP_COMMIT off (the tests, or a one-off script), run() runs the unit in the caller's own
+database session and commits it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Flask
+from flask_socketio import SocketIO
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from db import get_db
+from meetings.services import MeetingError
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+class CommitTimeout(Exception):
+    """The committer did not answer in time: the unit may still be committed later (its nonce keeps it once)."""
+
+
+class _Unit:
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Session], object], done) -> None:
+        self.work = work
+        self.done = done
+        self.result: object = None
+        self.error: BaseException | None = None
+
+
+class GroupCommits:
+    """The committer of one server process (app.extensions["commits"])."""
+
+    def __init__(self, app: Flask, socketio: SocketIO) -> None:
+        self.app = app
+        self.socketio = socketio
+        self.enabled = bool(app.config["GROUP_COMMIT"])
+        self.window = float(app.config["GROUP_COMMIT_SECONDS"])
+        self.limit = max(1, int(app.config["GROUP_COMMIT_MAX"]))
+        self.wait = float(app.config["GROUP_COMMIT_WAIT_SECONDS"])
+        self._queue = None
+        self._lock = threading.Lock()
+        # Figures for benchmarks and logs: groups committed and units in them.
+        self.groups = 0
+        self.units = 0
+
+    def run(self, work: Callable[[Session], T]) -> T:
+        """Run work(db) in a transaction shared with other units; its result once committed."""
+        if not self.enabled:
+            db = get_db()
+            result = work(db)
+            db.commit()
+            return result
+        unit = _Unit(work, self.socketio.server.eio.create_event())
+        self._started().put(unit)
+        if not unit.done.wait(self.wait):
+            raise CommitTimeout()
+        if unit.error is not None:
+            raise unit.error
+        return unit.result  # type: ignore[return-value]
+
+    def _started(self):
+        if self._queue is None:
+            with self._lock:
+                if self._queue is None:
+                    queue = self.socketio.server.eio.create_queue()
+                    self.socketio.start_background_task(self._loop, queue)
+                    self._queue = queue
+        return self._queue
+
+    def _loop(self, queue) -> None:
+        empty = self.socketio.server.eio.get_queue_empty_exception()
+        while True:
+            group = [queue.get()]
+            deadline = time.monotonic() + self.window
+            while len(group) < self.limit:
+                left = deadline - time.monotonic()
+                try:
+                    group.append(queue.get(timeout=left) if left > 0 else queue.get_nowait())
+                except empty:
+                    break
+            try:
+                self._commit(group)
+            except BaseException as exc:  # the committer must outlive any one group
+                log.exception("group commit: a group failed outside its units")
+                for unit in group:
+                    if unit.error is None:
+                        unit.error = exc if isinstance(exc, Exception) else RuntimeError("commit interrupted")
+                    unit.done.set()
+
+    def _commit(self, group: list[_Unit]) -> None:
+        with self.app.app_context():
+            db: Session = self.app.extensions["db_sessionmaker"]()
+            try:
+                for unit in group:
+                    try:
+                        with db.begin_nested():
+                            unit.result = unit.work(db)
+                    except MeetingError as exc:
+                        unit.error = exc
+                    except SQLAlchemyError as exc:
+                        log.warning("group commit: a unit failed: %s", type(exc).__name__)
+                        unit.error = exc
+                    except Exception as exc:
+                        log.exception("group commit: a unit failed unexpectedly")
+                        unit.error = exc
+                try:
+                    db.commit()
+                except SQLAlchemyError as exc:
+                    log.warning("group commit: the commit of %d units failed: %s", len(group), type(exc).__name__)
+                    db.rollback()
+                    for unit in group:
+                        if unit.error is None:
+                            unit.result, unit.error = None, exc
+            finally:
+                db.close()
+                self.groups += 1
+                self.units += len(group)
+                for unit in group:
+                    unit.done.set()
