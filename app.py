@@ -11,6 +11,7 @@ from flask.logging import default_handler
 from flask_socketio import SocketIO
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 import db
@@ -77,6 +78,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     app.register_blueprint(meetings_bp)
     register_health(app)
     register_sockets(app)
+    register_proxy(app)
     register_cli(app)
     register_templates(app)
     register_errors(app)
@@ -141,6 +143,15 @@ def register_sockets(app: Flask) -> None:
     app.extensions["end_user_sockets"] = end_user_sockets
     app.extensions["live"] = live.Live(app, socketio)
     app.extensions["commits"] = commits.GroupCommits(app, socketio)
+
+
+def register_proxy(app: Flask) -> None:
+    """Behind PROXY_FIX_X_FOR proxies (nginx in production), take the client's address from X-Forwarded-For.
+
+    Wrapped around the Socket.IO middleware too, so that socket connections see the client as well.
+    """
+    if app.config["PROXY_FIX_X_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))
 
 
 def register_cli(app: Flask) -> None:
@@ -214,6 +225,14 @@ def warm_statistics(app: Flask) -> None:
             logging.getLogger(__name__).exception("could not prepare the statistics; pages will compute them")
 
 
+def start_background(app: Flask) -> None:
+    """A server process's background work, from its start: the presence sweep and broadcasts, and
+    warming the statistics. Called by main() and by gunicorn's worker (deploy/gunicorn.conf.py)."""
+    # Presences that lapsed while the server was down are swept without waiting for a first connection.
+    app.extensions["live"].start()
+    socketio.start_background_task(warm_statistics, app)
+
+
 def main() -> None:
     """Run the embedded default: migrate the schema, load the COP-4 demo, print the accounts, serve."""
     app = create_app()
@@ -231,8 +250,7 @@ def main() -> None:
         flush=True,
     )
     # Sweep presences that lapsed while the server was down, without waiting for a first connection.
-    app.extensions["live"].start()
-    socketio.start_background_task(warm_statistics, app)
+    start_background(app)
     # The embedded default is one local process on Werkzeug; production runs gunicorn.
     socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
 

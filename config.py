@@ -27,6 +27,12 @@ class Config:
     SOCKETIO_CORS_ALLOWED_ORIGINS: str | list[str] | None = None
     # The largest Socket.IO message accepted; every event's payload is far smaller.
     SOCKETIO_MAX_MESSAGE_BYTES = 16 * 1024
+    # Socket.IO connections one process accepts before refusing new ones with "server_busy" (0: no cap).
+    # deploy/gunicorn.conf.py sets it from the open-file limit, leaving descriptors for page requests.
+    SOCKETIO_MAX_CONNECTIONS = 0
+    # Proxies in front of the app that set X-Forwarded-For (nginx: 1). The app then sees the
+    # client's address, for rate limits and logs, instead of the proxy's.
+    PROXY_FIX_X_FOR = 0
 
     # Online presence: pages send a heartbeat this often (seconds); a delegate whose every
     # connection is silent for the grace period is checked out as of the last moment they were
@@ -111,6 +117,7 @@ class TestingConfig(Config):
 
 class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
+    PROXY_FIX_X_FOR = 1
     SOCKETIO_ASYNC_MODE = "gevent"
     LOG_FORMAT = "json"
 

@@ -15,7 +15,7 @@ from functools import wraps
 import sqlalchemy as sa
 from flask import current_app, session
 from flask_login import current_user
-from flask_socketio import Namespace, join_room, leave_room
+from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -189,12 +189,23 @@ def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[Me
     return meeting_session, outcome
 
 
+def _connections() -> int:
+    """The sockets connected to /live in this process, this one included."""
+    rooms = current_app.extensions["socketio"].server.manager.rooms
+    return len(rooms.get(NAMESPACE, {}).get(None, ()))
+
+
 class LiveNamespace(Namespace):
     """Check-ins, heartbeats, dashboards and kiosks, for logged-in accounts only."""
 
     def on_connect(self, auth=None):
+        # flask_socketio's ConnectionRefusedError: its message reaches the page (Python's own would not).
         if not current_user.is_authenticated:
             raise ConnectionRefusedError("login_required")
+        cap = current_app.config["SOCKETIO_MAX_CONNECTIONS"]
+        if cap and _connections() > cap:
+            # Refused cleanly while descriptors remain: the page tries again later (static/js/live.js).
+            raise ConnectionRefusedError("server_busy")
         session[CHECKED_IN_KEY] = []
         join_room(user_room(current_user.id))
         current_app.extensions["live"].start()

@@ -12,6 +12,7 @@ import pytest
 from conftest import csrf_token, login, post_code, post_password, socket_client
 
 import config
+from app import create_app
 from auth import totp
 from auth.models import Role
 from meetings import logs, services
@@ -168,3 +169,17 @@ def test_production_logs_json_and_development_text():
     assert config.load("production", production)["LOG_FORMAT"] == "json"
     assert config.load("development", {})["LOG_FORMAT"] == "text"
     assert config.load("development", {"LOG_FORMAT": "json", "LOG_LEVEL": "WARNING"})["LOG_LEVEL"] == "WARNING"
+
+
+def test_behind_one_proxy_the_client_address_is_the_forwarded_one(database_url, captured):
+    """Rate limits and logs key on the client's address: behind nginx, the one it forwards, not nginx's."""
+    proxied = create_app("testing", {"DATABASE_URL": database_url, "PROXY_FIX_X_FOR": 1})
+    direct = create_app("testing", {"DATABASE_URL": database_url})
+    for app in (proxied, direct):
+        app.test_client().get(
+            "/auth/login", headers={"X-Forwarded-For": "198.51.100.7"}, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+        )
+        app.extensions["db_engine"].dispose()
+    seen = [line["remote_addr"] for line in request_lines(captured()) if line["path"] == "/auth/login"]
+    # Without a proxy in front, the header is the client's to choose and is ignored.
+    assert seen == ["198.51.100.7", "127.0.0.1"]

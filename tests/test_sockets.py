@@ -3,7 +3,7 @@
 import pytest
 from conftest import csrf_token, login, socket_client
 
-from app import socketio
+from app import create_app, socketio
 from auth.models import Role
 
 
@@ -128,3 +128,23 @@ def test_logging_out_ends_the_other_sessions_and_their_sockets(app, make_user, c
     assert not live.is_connected("/live")
     response = phone.get("/sessions/1/dashboard")
     assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
+
+
+def test_a_process_at_its_connection_cap_refuses_new_sockets_cleanly(database_url, clock, make_delegate):
+    """Above SOCKETIO_MAX_CONNECTIONS the page is told "server_busy" (and retries later), never left hanging."""
+    app = create_app("testing", {"DATABASE_URL": database_url, "SOCKETIO_MAX_CONNECTIONS": 2})
+    app.extensions["clock"] = clock
+    user, _ = make_delegate("CHE")
+    pages = []
+    for _ in range(3):
+        client = app.test_client()
+        with client.session_transaction() as cookie:
+            cookie["_user_id"] = user.get_id()
+        pages.append(socketio.test_client(app, namespace="/live", flask_test_client=client))
+    assert [page.is_connected("/live") for page in pages] == [True, True, False]
+    pages[0].disconnect(namespace="/live")
+    client = app.test_client()
+    with client.session_transaction() as cookie:
+        cookie["_user_id"] = user.get_id()
+    assert socketio.test_client(app, namespace="/live", flask_test_client=client).is_connected("/live")
+    app.extensions["db_engine"].dispose()

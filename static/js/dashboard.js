@@ -68,7 +68,7 @@
   let chart = null;
   let rows = indexRows();
 
-  const socket = io("/live");
+  const socket = live.connect();
 
   function setLive(ok, message) {
     $("live").classList.toggle("offline", !ok);

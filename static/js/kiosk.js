@@ -47,7 +47,7 @@
     not_found: "No such session",
   };
 
-  const socket = io("/live");
+  const socket = live.connect();
   let mode = "scan";
   let pendingToken = null;
   let awaiting = null; // the nonce whose answer the person at the gate is waiting for

@@ -1,4 +1,4 @@
-// Shared helpers of the live pages: a nonce per check-in, and a short local time.
+// Shared helpers of the live pages: the /live socket, a nonce per check-in, and a short local time.
 window.live = (() => {
   "use strict";
 
@@ -12,5 +12,18 @@ window.live = (() => {
     return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
-  return { nonce, time };
+  // The /live socket. A server process at its connection limit refuses with "server_busy"; Socket.IO
+  // does not retry a refusal by itself, so the page tries again a few seconds later, at a random
+  // moment, so that a crowd refused together does not come back together.
+  function connect() {
+    const socket = io("/live");
+    socket.on("connect_error", (err) => {
+      if (err && err.message === "server_busy") {
+        setTimeout(() => socket.connect(), 2000 + Math.random() * 8000);
+      }
+    });
+    return socket;
+  }
+
+  return { connect, nonce, time };
 })();

@@ -12,7 +12,7 @@
   const text = document.getElementById("presence-text");
   const leaveButton = document.getElementById("leave");
   const rejoinButton = document.getElementById("rejoin");
-  const socket = io("/live");
+  const socket = live.connect();
   let pendingNonce = null;
   let present = false;
   let left = false;
@@ -74,6 +74,7 @@
   });
   socket.on("connect_error", (err) => {
     if (err.message === "login_required") show("refused", "Your login has ended. Reload the page to log in again.");
+    else if (err.message === "server_busy" && !left) show("pending", "The server is busy; trying again in a few seconds…");
     else if (!left) show("pending", "Cannot reach the server; retrying… You stay checked in if it comes back shortly.");
   });
   socket.on("session_ended", () => {
