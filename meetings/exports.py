@@ -10,7 +10,9 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(value: object) -> str:
-    """A cell that spreadsheets will not run as a formula (CSV injection)."""
+    """A cell that spreadsheets will not run as a formula (CSV injection); numbers stay numbers (-5, not '-5)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 

@@ -19,6 +19,10 @@ from meetings.exports import csv_lines, neutralise
         ("Switzerland", "Switzerland"),
         (None, ""),
         (42, "42"),
+        # A number stays a number: a negative one is not text that looks like a formula.
+        (-5, "-5"),
+        (-0.25, "-0.25"),
+        (True, "True"),
     ],
 )
 def test_neutralise(value, expected):
