@@ -116,17 +116,20 @@ def statistics_export(
     path = Path(output) if output else Path(name)
     if path.is_dir():
         path = path / name
+    # Written beside the target and renamed once whole: a reader never sees half an export, and a
+    # failure leaves an earlier file of that name as it was.
+    partial = path.with_name(f".{path.name}.partial")
     try:
-        out = path.open("wb")
+        out = partial.open("wb")
     except OSError as exc:
         raise click.ClickException(f"Cannot write {path}: {exc.strerror}.") from None
     try:
         with out:
             for chunk in chunks:
                 out.write(chunk)
+        partial.replace(path)
     except BaseException as exc:
-        # A half-written export must not pass for a whole one.
-        path.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise click.ClickException(f"Cannot write {path}: {exc.strerror}.") from None
         raise

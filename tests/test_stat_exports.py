@@ -769,3 +769,19 @@ def test_cli_refuses_a_session_of_another_meeting(app, db, cop4):
     foreign = db.scalar(sa.select(MeetingSession).where(MeetingSession.state == SessionState.SCHEDULED))
     result = run(app, "COP-5", "--session", str(foreign.id))
     assert result.exit_code != 0 and "no such session" in result.output
+
+
+def test_cli_export_failing_midway_leaves_the_earlier_file_whole(app, attended, tmp_path, monkeypatch):
+    target = tmp_path / "statistics.zip"
+    target.write_bytes(b"last week's export")
+
+    def failing(report, fmt, table_key=None):
+        yield b"PK half a zip"
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(stat_exports, "export", failing)
+    result = app.test_cli_runner().invoke(args=["meetings", "statistics", "COP-4", "-o", str(target)])
+    assert result.exit_code != 0 and "No space left on device" in result.output
+    # Neither half a new export nor nothing: the earlier file, untouched, and no leftovers beside it.
+    assert target.read_bytes() == b"last week's export"
+    assert [path.name for path in tmp_path.iterdir()] == ["statistics.zip"]
