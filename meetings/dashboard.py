@@ -37,10 +37,11 @@ def _channel_label(channels: frozenset[str]) -> str:
 
 def state(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dict:
     """The session's quorum now. Parties in `present` map to how they are present: online, in_person or both."""
-    q = services.session_quorum(db, meeting_session)
     meeting = meeting_session.segment.meeting
+    # One read of the presences for all of it: a delegate may leave between two reads.
     users = services.present_users(db, meeting_session)
     by_party = services.present_parties_channels(db, meeting_session, users)
+    q = services.session_quorum(db, meeting_session, set(by_party))
     present = {code: _channel_label(by_party[code]) for code in q.present_codes}
     accepted = 0
     if q.present_codes:

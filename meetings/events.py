@@ -178,8 +178,13 @@ def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[Me
             db, db.get(MeetingSession, session_id), db.get(User, user_id), now=at, lapsed_before=lapsed_before, **extra
         )
 
+    commits = current_app.extensions["commits"]
+    if commits.enabled:
+        # Give this request's connection back while waiting for the group: hundreds of events wait
+        # at once, and the committer needs a connection of the pool too.
+        get_db().close()
     try:
-        outcome, changed = current_app.extensions["commits"].run(work)
+        outcome, changed = commits.run(work)
     except CommitTimeout:
         raise services.MeetingError(
             "unavailable", "The server could not confirm this in time. It will be retried; if not, reload."

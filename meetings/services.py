@@ -702,12 +702,17 @@ def present_parties_channels(
     return {code: frozenset(chs) for code, chs in channels.items()}
 
 
-def session_quorum(db: Session, meeting_session: MeetingSession) -> Quorum:
-    """The quorum of the session now: Parties in force on its date against Parties present."""
+def session_quorum(db: Session, meeting_session: MeetingSession, present_codes: set[str] | None = None) -> Quorum:
+    """The quorum of the session now: Parties in force on its date against Parties present.
+
+    present_codes: the Parties present, if the caller has read them already (one read of the
+    presences for everything it shows, which may change between two reads).
+    """
     meeting = meeting_session.segment.meeting
     parties = db.execute(sa.select(Party.code, Party.entry_into_force_on).where(Party.convention == meeting.convention))
     in_force = in_force_on(parties, meeting_session.local_date)
-    present_codes = set(present_parties_channels(db, meeting_session))
+    if present_codes is None:
+        present_codes = set(present_parties_channels(db, meeting_session))
     return quorum(in_force, present_codes, meeting.open_fraction, meeting.decide_fraction)
 
 
