@@ -42,6 +42,9 @@ class Config:
     PRESENCE_SWEEP_SECONDS = 1.0
     # Quorum broadcasts are coalesced: at most one per session per this many seconds (0: one per change).
     LIVE_BROADCAST_SECONDS = 0.1
+    # Dashboards opening or resyncing within this many seconds share one fold of the session's log
+    # for the timeline of Parties present (0: each folds it).
+    DASHBOARD_TIMELINE_SECONDS = 5.0
     # Check-ins, check-outs and heartbeats of many sockets share one transaction and one commit
     # (meetings/commits.py): a group takes every unit waiting, up to GROUP_COMMIT_MAX, gathering for at
     # most GROUP_COMMIT_SECONDS (0: only those already waiting). A socket event is acknowledged after its
@@ -113,6 +116,7 @@ class TestingConfig(Config):
     LIVE_BROADCAST_SECONDS = 0.0
     # Each socket event commits in its own request; tests of the group committer turn it on.
     GROUP_COMMIT = False
+    DASHBOARD_TIMELINE_SECONDS = 0.0
 
 
 class ProductionConfig(Config):

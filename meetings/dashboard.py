@@ -9,9 +9,13 @@ regional group and credentials, and the number of Parties present over the sessi
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import unicodedata
+import weakref
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from meetings import services, timeline
@@ -145,11 +149,56 @@ def timeline_points(db: Session, meeting_session: MeetingSession, counted: set[s
     return [[at.isoformat(), count] for at, count in timeline.parties_present(events, start, max(start, end))]
 
 
+class _Timelines:
+    """Timelines recently folded, per database engine and session, for a few seconds.
+
+    A timeline folds the session's whole log, and a hundred dashboards ask for it together (the
+    opening of a plenary, a process restarting, the resync every 30 s): within
+    DASHBOARD_TIMELINE_SECONDS they share one fold. A timeline up to a few seconds old is complete
+    once drawn: the state beside it is current, and each broadcast after it adds its point.
+    """
+
+    def __init__(self) -> None:
+        self._by_engine: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, engine, key: tuple) -> list | None:
+        with self._lock:
+            found = self._by_engine.get(engine, {}).get(key)
+        if found is None or found[0] < time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, engine, key: tuple, points: list, seconds: float) -> None:
+        with self._lock:
+            entries = self._by_engine.setdefault(engine, {})
+            now = time.monotonic()
+            for stale in [k for k, (expires, _) in entries.items() if expires < now]:
+                del entries[stale]
+            entries[key] = (now + seconds, points)
+
+
+_timelines = _Timelines()
+
+
+def _timeline(db: Session, meeting_session: MeetingSession, counted: set[str], now: dt.datetime) -> list[list]:
+    seconds = float(current_app.config.get("DASHBOARD_TIMELINE_SECONDS", 0)) if has_app_context() else 0.0
+    if seconds <= 0:
+        return timeline_points(db, meeting_session, counted, now)
+    engine = db.get_bind().engine
+    key = (meeting_session.id, meeting_session.state, meeting_session.closed_at, frozenset(counted))
+    points = _timelines.get(engine, key)
+    if points is None:
+        points = timeline_points(db, meeting_session, counted, now)
+        _timelines.put(engine, key, points, seconds)
+    return points
+
+
 def initial(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dict:
     """state() plus what a dashboard needs once: the Parties in force and the Parties present so far."""
     parties = parties_in_force(db, meeting_session)
     return {
         **state(db, meeting_session, now),
         "parties": parties,
-        "timeline": timeline_points(db, meeting_session, {party["code"] for party in parties}, now),
+        "timeline": _timeline(db, meeting_session, {party["code"] for party in parties}, now),
     }

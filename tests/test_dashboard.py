@@ -441,3 +441,35 @@ def test_the_page_serves_the_chart_library_locally(officer_client, online_sessio
     assert "cdn" not in page.lower()
     script = officer_client.get("/static/vendor/chartjs/chart.umd.min.js")
     assert script.status_code == 200 and b"Chart.js v4" in script.data
+
+
+def test_dashboards_opening_together_share_one_fold_of_the_timeline(
+    app, db, online_session, officer, make_delegate, clock, monkeypatch
+):
+    """A hundred dashboards resyncing at once fold the session's log once; a change of state is a new fold."""
+    folds = []
+    real = dashboard.timeline_points
+
+    def counting(*args):
+        folds.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(dashboard, "timeline_points", counting)
+    monkeypatch.setitem(app.config, "DASHBOARD_TIMELINE_SECONDS", 60)
+    ana, _ = make_delegate("CHE")
+    start = opened(db, online_session, officer, clock)
+    clock.advance(60)
+    move(db, online_session, ana, clock)
+    ana_in = clock()
+    with app.app_context():
+        timelines = [dashboard.initial(db, online_session, clock())["timeline"] for _ in range(100)]
+        assert len(folds) == 1
+        assert all(points == iso([(start, 0), (ana_in, 1)]) for points in timelines)
+
+        clock.advance(600)
+        services.change_state(db, online_session, "close", officer[0], clock())
+        db.commit()
+        closed = clock()
+        # Closed a moment later: its timeline ends at the close at once, not a minute later.
+        assert dashboard.initial(db, online_session, clock())["timeline"] == iso([(start, 0), (ana_in, 1), (closed, 0)])
+        assert len(folds) == 2
