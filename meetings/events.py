@@ -7,25 +7,27 @@ then mark the session changed for the coalesced broadcast. Every acknowledgement
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from functools import wraps
+from typing import NamedTuple
 
 import sqlalchemy as sa
-from flask import current_app, session
+from flask import current_app, g, session
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from auth import throttle
-from auth.models import User
+from auth.models import Role, User
 from db import get_db, now
 from meetings import dashboard, kiosk, services
 from meetings.commits import CommitTimeout
 from meetings.live import NAMESPACE, attendees_room, officers_room, user_room
-from meetings.models import Channel, MeetingSession, Presence
+from meetings.models import MeetingSession
 
 __all__ = ["NAMESPACE", "LiveNamespace", "end_user_sockets", "session_changed"]
 
@@ -45,10 +47,46 @@ def end_user_sockets(user_id: int) -> None:
         socketio.server.disconnect(sid, namespace=NAMESPACE)
 
 
+class Account(NamedTuple):
+    """The account a socket event comes from: what the handlers need of it, read without the ORM."""
+
+    id: int
+    role: Role
+
+    @property
+    def is_officer(self) -> bool:
+        return self.role in (Role.OFFICER, Role.SECRETARIAT)
+
+
+_ACCOUNT = sa.select(User.role, User.session_epoch, User.is_enabled).where(User.id == sa.bindparam("uid"))
+
+
+def account() -> Account | None:
+    """The socket's account, if its login still holds (same session epoch, account enabled); once per event.
+
+    Flask-Login would load the whole account through the ORM for every event; check-ins come by the
+    thousand a second, so this reads the three columns that decide, with a statement built once.
+    The connection itself was let in by Flask-Login (on_connect).
+    """
+    if "account" in g:
+        return g.account
+    found = None
+    user_id, _, epoch = str(session.get("_user_id") or "").partition(":")
+    if user_id.isdigit() and epoch.isdigit():
+        row = get_db().connection().execute(_ACCOUNT, {"uid": int(user_id)}).first()
+        if row is not None and row.session_epoch == int(epoch) and row.is_enabled:
+            found = Account(int(user_id), row.role)
+    g.account = found
+    return found
+
+
 def session_changed(meeting_session: MeetingSession | int) -> None:
     """After a commit: the session's dashboards and attendees' pages get its new state (coalesced)."""
     session_id = meeting_session if isinstance(meeting_session, int) else meeting_session.id
     current_app.extensions["live"].changed(session_id)
+
+
+UNAVAILABLE = "The server could not record this just now. It will be retried; if not, reload."
 
 
 def error(code: str, message: str) -> dict:
@@ -72,13 +110,19 @@ def acknowledged(handler: Callable) -> Callable:
     @wraps(handler)
     def wrapped(self, data=None):
         started = time.perf_counter()
-        if current_user.is_authenticated:
-            # Read before the handler: a rollback expires the account, and reading it then would query.
-            user_id = current_user.id
-            ack = answer(self, data)
+        user_id = None
+        try:
+            who = account()
+        except SQLAlchemyError:
+            get_db().rollback()
+            log.warning("database error checking the login of socket event %s", event, exc_info=True)
+            ack = error("unavailable", UNAVAILABLE)
         else:
-            user_id = None
-            ack = error("login_required", "Your login has ended. Reload the page and log in again.")
+            if who is not None:
+                user_id = who.id
+                ack = answer(self, data)
+            else:
+                ack = error("login_required", "Your login has ended. Reload the page and log in again.")
         if log.isEnabledFor(logging.INFO):
             session_id = data.get("session_id") if isinstance(data, dict) else None
             outcome = "ok" if ack.get("ok") else ack.get("error", {}).get("code", "error")
@@ -106,10 +150,7 @@ def acknowledged(handler: Callable) -> Callable:
         except SQLAlchemyError:
             get_db().rollback()
             log.exception("database error in socket event %s", handler.__name__)
-            return error(
-                "unavailable",
-                "The server could not record this just now. It will be retried; if not, reload.",
-            )
+            return error("unavailable", UNAVAILABLE)
         except Exception:
             get_db().rollback()
             log.exception("unexpected error in socket event %s", handler.__name__)
@@ -130,13 +171,17 @@ def checked_payload(data: object, allowed: frozenset[str]) -> dict:
 
 def session_from(data: dict) -> MeetingSession:
     """The meeting session a checked payload names."""
-    session_id = data.get("session_id")
-    if not isinstance(session_id, int) or isinstance(session_id, bool) or not 0 < session_id < 2**31:
-        raise bad_request("The request did not name a session.")
-    meeting_session = get_db().get(MeetingSession, session_id)
+    meeting_session = get_db().get(MeetingSession, _session_id(data))
     if meeting_session is None:
         raise services.MeetingError("not_found", "There is no such session.")
     return meeting_session
+
+
+def _session_id(data: dict) -> int:
+    session_id = data.get("session_id")
+    if not isinstance(session_id, int) or isinstance(session_id, bool) or not 0 < session_id < 2**31:
+        raise bad_request("The request did not name a session.")
+    return session_id
 
 
 SESSION_ONLY = frozenset({"session_id"})
@@ -150,33 +195,30 @@ def _remember(session_id: int, checked_in: bool) -> None:
     session[CHECKED_IN_KEY] = sessions
 
 
-def _since(meeting_session: MeetingSession) -> str | None:
-    since = get_db().scalar(
-        sa.select(Presence.since).where(
-            Presence.session_id == meeting_session.id,
-            Presence.user_id == current_user.id,
-            Presence.channel == Channel.ONLINE,
-        )
-    )
-    return since.isoformat() if since else None
+class _Who(NamedTuple):
+    """The participant, as the presence services need them (by id), without loading the account."""
+
+    id: int
 
 
-def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[MeetingSession, object]:
+def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[int, object, dt.datetime | None]:
     """Run an online-presence service for the current delegate: check the payload, call, commit, announce.
 
     The service runs in the process's group commit (meetings/commits.py), in a database session of
-    its own, so it is given ids to load there rather than this request's objects.
+    its own, so it is given ids to load there rather than this request's objects. Returns the
+    session's id, the service's outcome and when the delegate's online presence began (None if absent).
     """
     data = checked_payload(data, fields)
-    meeting_session = session_from(data)
-    session_id, user_id = meeting_session.id, current_user.id
+    session_id, user_id = _session_id(data), account().id
     extra = {"nonce": data.get("nonce")} if "nonce" in fields else {}
     at, lapsed_before = now(), current_app.extensions["live"].lapse_cutoff()
 
-    def work(db: Session) -> tuple[object, bool]:
-        return service(
-            db, db.get(MeetingSession, session_id), db.get(User, user_id), now=at, lapsed_before=lapsed_before, **extra
-        )
+    def work(db: Session) -> tuple[object, bool, dt.datetime | None]:
+        meeting_session = db.get(MeetingSession, session_id)
+        if meeting_session is None:
+            raise services.MeetingError("not_found", "There is no such session.")
+        outcome, changed = service(db, meeting_session, _Who(user_id), now=at, lapsed_before=lapsed_before, **extra)
+        return outcome, changed, services.online_since(db, session_id, user_id)
 
     commits = current_app.extensions["commits"]
     if commits.enabled:
@@ -184,14 +226,14 @@ def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[Me
         # at once, and the committer needs a connection of the pool too.
         get_db().close()
     try:
-        outcome, changed = commits.run(work)
+        outcome, changed, since = commits.run(work)
     except CommitTimeout:
         raise services.MeetingError(
             "unavailable", "The server could not confirm this in time. It will be retried; if not, reload."
         ) from None
     if changed:
         session_changed(session_id)
-    return meeting_session, outcome
+    return session_id, outcome, since
 
 
 def _connections() -> int:
@@ -239,34 +281,34 @@ class LiveNamespace(Namespace):
     @acknowledged
     def on_check_in(self, data):
         """A delegate's page joins an open online session; a second tab or device joins the same presence."""
-        meeting_session, result = _online(services.online_check_in, data, SESSION_AND_NONCE)
-        join_room(attendees_room(meeting_session.id))
-        _remember(meeting_session.id, checked_in=True)
+        session_id, result, since = _online(services.online_check_in, data, SESSION_AND_NONCE)
+        join_room(attendees_room(session_id))
+        _remember(session_id, checked_in=True)
         return {
             "ok": True,
             "status": "present",
             "at": result.at.isoformat(),
-            "since": _since(meeting_session) or result.at.isoformat(),
+            "since": (since or result.at).isoformat(),
             "recorded": result.recorded,
         }
 
     @acknowledged
     def on_heartbeat(self, data):
         """The page is still open. present: false (the presence lapsed or was ended) asks the page to check in again."""
-        _, present = _online(services.online_heartbeat, data, SESSION_ONLY)
+        _, present, _ = _online(services.online_heartbeat, data, SESSION_ONLY)
         return {"ok": True, "present": present}
 
     @acknowledged
     def on_check_out(self, data):
         """The delegate leaves the session: every tab and device of theirs is told."""
-        meeting_session, result = _online(services.online_check_out, data, SESSION_AND_NONCE)
-        leave_room(attendees_room(meeting_session.id))
-        _remember(meeting_session.id, checked_in=False)
+        session_id, result, _ = _online(services.online_check_out, data, SESSION_AND_NONCE)
+        leave_room(attendees_room(session_id))
+        _remember(session_id, checked_in=False)
         if result.recorded:
             self.emit(
                 "checked_out",
-                {"session_id": meeting_session.id, "at": result.at.isoformat()},
-                room=user_room(current_user.id),
+                {"session_id": session_id, "at": result.at.isoformat()},
+                room=user_room(account().id),
                 include_self=False,
             )
         return {"ok": True, "status": "absent", "at": result.at.isoformat(), "recorded": result.recorded}
@@ -274,7 +316,7 @@ class LiveNamespace(Namespace):
     @acknowledged
     def on_watch_session(self, data):
         """An officer's dashboard joins the session's room and starts (or resyncs) from its full current state."""
-        if not current_user.is_officer:
+        if not account().is_officer:
             return error(
                 "forbidden",
                 "Only meeting officers and the secretariat can watch the quorum.",
@@ -287,7 +329,7 @@ class LiveNamespace(Namespace):
     @acknowledged
     def on_kiosk_scan(self, data):
         """A gate kiosk records a scanned badge: an entry (with the holder's code) or an exit."""
-        if not current_user.is_officer:
+        if not account().is_officer:
             return error(
                 "forbidden",
                 "Only meeting officers and the secretariat can run a gate kiosk.",

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +35,7 @@ from meetings.models import (
     Segment,
     SessionState,
     Source,
+    registration_segments,
 )
 from meetings.quorum import Quorum, in_force_on, quorum
 
@@ -295,7 +297,77 @@ def present_users(db: Session, meeting_session: MeetingSession) -> dict[int, fro
     return {user_id: frozenset(chs) for user_id, chs in channels.items()}
 
 
-def _event(
+# The statements of the check-in path, built once: building a statement and its cache key costs more
+# than running it, and check-ins come by the thousand a second. Run on the session's connection.
+_s, _u, _c = sa.bindparam("sid"), sa.bindparam("uid"), sa.bindparam("chan")
+_PRESENCE_SINCE = sa.select(Presence.since).where(
+    Presence.session_id == _s, Presence.user_id == _u, Presence.channel == _c
+)
+_LAST_EVENT_AT = sa.select(sa.func.max(AttendanceEvent.at)).where(
+    AttendanceEvent.session_id == _s, AttendanceEvent.user_id == _u, AttendanceEvent.channel == _c
+)
+_INSERT_PRESENCE = sa.insert(Presence.__table__)
+_INSERT_EVENT = sa.insert(AttendanceEvent.__table__)
+_END_PRESENCE = sa.delete(Presence.__table__).where(
+    Presence.session_id == _s,
+    Presence.user_id == _u,
+    Presence.channel == _c,
+    Presence.since == sa.bindparam("since_at"),
+)
+_END_UNSEEN_PRESENCE = _END_PRESENCE.where(Presence.last_seen_at < sa.bindparam("unseen_since"))
+_BY_NONCE = sa.select(AttendanceEvent.id, AttendanceEvent.user_id, AttendanceEvent.kind, AttendanceEvent.at).where(
+    AttendanceEvent.session_id == _s, AttendanceEvent.nonce == sa.bindparam("nonce")
+)
+_ENTITLED = sa.select(Registration.id, Registration.category, Registration.party_id).where(
+    Registration.meeting_id == sa.bindparam("meeting_id"), Registration.user_id == _u
+)
+_ENTRY_RIGHTS = sa.select(
+    Registration.id,
+    Registration.category,
+    Registration.party_id,
+    Registration.status,
+    sa.select(registration_segments.c.registration_id)
+    .where(
+        registration_segments.c.registration_id == Registration.id,
+        registration_segments.c.segment_id == sa.bindparam("segment_id"),
+    )
+    .exists(),
+).where(Registration.meeting_id == sa.bindparam("meeting_id"), Registration.user_id == _u)
+_at = sa.bindparam("seen_at", type_=Presence.last_seen_at.type)
+_SEEN_ONLINE = (
+    sa.update(Presence.__table__)
+    .where(Presence.session_id == _s, Presence.user_id == _u, Presence.channel == Channel.ONLINE)
+    .values(last_seen_at=sa.case((Presence.last_seen_at < _at, _at), else_=Presence.last_seen_at))
+)
+_LAPSED_OF = sa.select(Presence.session_id, Presence.user_id, Presence.since, Presence.last_seen_at).where(
+    Presence.channel == Channel.ONLINE,
+    Presence.last_seen_at < sa.bindparam("lapsed_before"),
+    Presence.session_id == _s,
+    Presence.user_id == _u,
+)
+
+
+class Logged(NamedTuple):
+    """An attendance event just written: its id and time."""
+
+    id: int
+    at: dt.datetime
+
+
+class Entitled(NamedTuple):
+    """What an attendance event needs of the participant's registration."""
+
+    id: int
+    category: Category
+    party_id: int | None
+
+
+def _entitled(db: Session, meeting_id: int, user_id: int) -> Entitled | None:
+    row = db.connection().execute(_ENTITLED, {"meeting_id": meeting_id, "uid": user_id}).first()
+    return Entitled(*row) if row else None
+
+
+def _log_event(
     db: Session,
     meeting_session: MeetingSession,
     user_id: int,
@@ -307,44 +379,39 @@ def _event(
     nonce: str,
     recorded_by: User | None = None,
     reason: str | None = None,
-    registration: Registration | None = None,
-) -> AttendanceEvent:
+    registration: Entitled | Registration | None = None,
+) -> Logged:
+    """Append an event to the attendance log (a Core insert: check-ins come by the thousand)."""
     if registration is None:
-        registration = registration_of(db, meeting_session.segment.meeting_id, user_id)
-    return AttendanceEvent(
-        session_id=meeting_session.id,
-        user_id=user_id,
-        registration_id=registration.id,
-        party_id=registration.party_id if registration.category == Category.PARTY else None,
-        kind=kind,
-        channel=channel,
-        source=source,
-        at=at,
-        nonce=nonce,
-        recorded_by_id=recorded_by.id if recorded_by else None,
-        reason=reason,
+        registration = _entitled(db, meeting_session.segment.meeting_id, user_id)
+    inserted = db.connection().execute(
+        _INSERT_EVENT,
+        {
+            "session_id": meeting_session.id,
+            "user_id": user_id,
+            "registration_id": registration.id,
+            "party_id": registration.party_id if registration.category == Category.PARTY else None,
+            "kind": kind,
+            "channel": channel,
+            "source": source,
+            "at": at,
+            "nonce": nonce,
+            "recorded_by_id": recorded_by.id if recorded_by else None,
+            "reason": reason,
+        },
     )
+    return Logged(inserted.inserted_primary_key[0], at)
 
 
 def _last_event_at(db: Session, session_id: int, user_id: int, channel: Channel) -> dt.datetime | None:
-    return db.scalar(
-        sa.select(sa.func.max(AttendanceEvent.at)).where(
-            AttendanceEvent.session_id == session_id,
-            AttendanceEvent.user_id == user_id,
-            AttendanceEvent.channel == channel,
-        )
-    )
+    params = {"sid": session_id, "uid": user_id, "chan": channel}
+    return db.connection().execute(_LAST_EVENT_AT, params).scalar()
 
 
 def _presence_since(db: Session, session_id: int, user_id: int, channel: Channel) -> dt.datetime | None:
     """When the participant's presence through the channel began, or None if they are not inside."""
-    return db.scalar(
-        sa.select(Presence.since).where(
-            Presence.session_id == session_id,
-            Presence.user_id == user_id,
-            Presence.channel == channel,
-        )
-    )
+    params = {"sid": session_id, "uid": user_id, "chan": channel}
+    return db.connection().execute(_PRESENCE_SINCE, params).scalar()
 
 
 class _NotInside(Exception):
@@ -359,7 +426,7 @@ def _enter(
     source: Source,
     at: dt.datetime,
     **details,
-) -> AttendanceEvent | None:
+) -> Logged | None:
     """Open a presence and log the entry; None if already inside through that channel.
 
     A concurrent entry of the same person and channel (another process, another tab) collides
@@ -372,22 +439,21 @@ def _enter(
     # older): the log, folded in time order, must say what the presences table says.
     last = _last_event_at(db, meeting_session.id, user_id, channel)
     at = max(at, last) if last else at
-    event = _event(db, meeting_session, user_id, EventKind.ENTRY, channel, source, at, **details)
     try:
         with db.begin_nested():
-            db.add(
-                Presence(
-                    session_id=meeting_session.id,
-                    user_id=user_id,
-                    channel=channel,
-                    since=at,
-                    last_seen_at=at if channel == Channel.ONLINE else None,
-                )
+            db.connection().execute(
+                _INSERT_PRESENCE,
+                {
+                    "session_id": meeting_session.id,
+                    "user_id": user_id,
+                    "channel": channel,
+                    "since": at,
+                    "last_seen_at": at if channel == Channel.ONLINE else None,
+                },
             )
-            db.add(event)
+            return _log_event(db, meeting_session, user_id, EventKind.ENTRY, channel, source, at, **details)
     except IntegrityError:
         return None
-    return event
 
 
 def _leave(
@@ -401,7 +467,7 @@ def _leave(
     since: dt.datetime | None = None,
     unseen_since: dt.datetime | None = None,
     **details,
-) -> AttendanceEvent | None:
+) -> Logged | None:
     """End a presence and log the exit; None if not inside through that channel.
 
     Only the presence looked at is ended: if a concurrent request ended it and the person came
@@ -413,27 +479,21 @@ def _leave(
     if since is None:
         return None
     at = max(at, since)
-    event = _event(db, meeting_session, user_id, EventKind.EXIT, channel, source, at, **details)
     try:
         with db.begin_nested():
-            ended = db.execute(
-                sa.delete(Presence).where(
-                    Presence.session_id == meeting_session.id,
-                    Presence.user_id == user_id,
-                    Presence.channel == channel,
-                    Presence.since == since,
-                    *([Presence.last_seen_at < unseen_since] if unseen_since else []),
-                ),
-            ).rowcount
+            params = {"sid": meeting_session.id, "uid": user_id, "chan": channel, "since_at": since}
+            if unseen_since:
+                ended = db.connection().execute(_END_UNSEEN_PRESENCE, {**params, "unseen_since": unseen_since}).rowcount
+            else:
+                ended = db.connection().execute(_END_PRESENCE, params).rowcount
             if not ended:
                 raise _NotInside
-            db.add(event)
+            return _log_event(db, meeting_session, user_id, EventKind.EXIT, channel, source, at, **details)
     except _NotInside:
         return None
     except IntegrityError:
         # The same exit (same nonce) was committed by a concurrent request.
         return None
-    return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,19 +506,10 @@ class CheckInResult:
     recorded: bool
 
 
-def _by_nonce(db: Session, meeting_session: MeetingSession, nonce: str) -> AttendanceEvent | None:
-    return db.scalar(
-        sa.select(AttendanceEvent).where(
-            AttendanceEvent.session_id == meeting_session.id,
-            AttendanceEvent.nonce == nonce,
-        )
-    )
-
-
 def _earlier(
     db: Session, meeting_session: MeetingSession, user: User, kind: EventKind, nonce: str
 ) -> CheckInResult | None:
-    earlier = _by_nonce(db, meeting_session, nonce)
+    earlier = db.connection().execute(_BY_NONCE, {"sid": meeting_session.id, "nonce": nonce}).first()
     if earlier is None:
         return None
     if earlier.user_id != user.id or earlier.kind != kind:
@@ -512,18 +563,14 @@ def record_attendance(
 # picks up where another left off.
 
 
+def online_since(db: Session, session_id: int, user_id: int) -> dt.datetime | None:
+    """When the delegate's online presence in the session began; None if they are not present online."""
+    return _presence_since(db, session_id, user_id, Channel.ONLINE)
+
+
 def online_seen(db: Session, session_id: int, user_id: int, at: dt.datetime) -> bool:
     """Stamp the delegate's online presence as connected at `at`; False if they are not present online."""
-    stamped = db.execute(
-        sa.update(Presence)
-        .where(
-            Presence.session_id == session_id,
-            Presence.user_id == user_id,
-            Presence.channel == Channel.ONLINE,
-        )
-        .values(last_seen_at=sa.case((Presence.last_seen_at < at, at), else_=Presence.last_seen_at)),
-        execution_options={"synchronize_session": False},
-    )
+    stamped = db.connection().execute(_SEEN_ONLINE, {"sid": session_id, "uid": user_id, "seen_at": at})
     return stamped.rowcount > 0
 
 
@@ -535,16 +582,21 @@ def end_lapsed_presences(
     user_id: int | None = None,
 ) -> set[int]:
     """End online presences last seen before lapsed_before, at their last_seen_at; the sessions changed."""
-    query = sa.select(Presence.session_id, Presence.user_id, Presence.since, Presence.last_seen_at).where(
-        Presence.channel == Channel.ONLINE,
-        Presence.last_seen_at < lapsed_before,
-    )
-    if session_id is not None:
-        query = query.where(Presence.session_id == session_id)
-    if user_id is not None:
-        query = query.where(Presence.user_id == user_id)
+    if session_id is not None and user_id is not None:
+        # One delegate's presence, before each of their check-ins and heartbeats: the prebuilt statement.
+        rows = db.connection().execute(_LAPSED_OF, {"lapsed_before": lapsed_before, "sid": session_id, "uid": user_id})
+    else:
+        query = sa.select(Presence.session_id, Presence.user_id, Presence.since, Presence.last_seen_at).where(
+            Presence.channel == Channel.ONLINE,
+            Presence.last_seen_at < lapsed_before,
+        )
+        if session_id is not None:
+            query = query.where(Presence.session_id == session_id)
+        if user_id is not None:
+            query = query.where(Presence.user_id == user_id)
+        rows = db.execute(query)
     changed: set[int] = set()
-    for lapsed_session_id, lapsed_user_id, since, last_seen_at in db.execute(query).all():
+    for lapsed_session_id, lapsed_user_id, since, last_seen_at in rows.all():
         meeting_session = db.get(MeetingSession, lapsed_session_id)
         # One exit per presence, whichever process sees the lapse first.
         nonce = f"lapsed-{lapsed_user_id}-{int(since.timestamp() * 1_000_000)}"
@@ -563,7 +615,7 @@ def end_lapsed_presences(
     return changed
 
 
-def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: User, channel: Channel) -> Registration:
+def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: User, channel: Channel) -> Entitled:
     """The participant's registration, if they may enter the session through the channel; else a CheckInError."""
     if meeting_session.state != SessionState.OPEN:
         messages = {
@@ -573,15 +625,17 @@ def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: Use
         }
         raise CheckInError("session_closed", messages[meeting_session.state])
     segment = meeting_session.segment
-    registration = registration_of(db, segment.meeting_id, user.id)
-    if registration is None:
+    params = {"segment_id": segment.id, "meeting_id": segment.meeting_id, "uid": user.id}
+    row = db.connection().execute(_ENTRY_RIGHTS, params).first()
+    if row is None:
         raise CheckInError("not_registered", "You are not registered for this meeting.")
-    if registration.status != RegistrationStatus.APPROVED:
+    registration_id, category, party_id, status, covered = row
+    if status != RegistrationStatus.APPROVED:
         raise CheckInError(
             "not_approved",
-            f"Your registration is {registration.status.value}, not approved.",
+            f"Your registration is {status.value}, not approved.",
         )
-    if segment not in registration.segments:
+    if not covered:
         raise CheckInError(
             "not_registered_for_segment",
             f"Your registration does not include the {segment.name}.",
@@ -596,7 +650,7 @@ def _check_entry_allowed(db: Session, meeting_session: MeetingSession, user: Use
             "wrong_channel",
             "This session meets online: check in from the session page.",
         )
-    return registration
+    return Entitled(registration_id, category, party_id)
 
 
 def online_check_in(

@@ -148,3 +148,59 @@ def test_a_process_at_its_connection_cap_refuses_new_sockets_cleanly(database_ur
         cookie["_user_id"] = user.get_id()
     assert socketio.test_client(app, namespace="/live", flask_test_client=client).is_connected("/live")
     app.extensions["db_engine"].dispose()
+
+
+@pytest.mark.parametrize("change", ["sessions ended", "account disabled"])
+def test_an_open_socket_stops_acting_once_its_login_ends(
+    app, db, delegate_client, online_session, officer_client, change
+):
+    """Every event checks the login again: logging out elsewhere or a disabled account stops a page already open."""
+    import sqlalchemy as sa
+
+    from auth.models import User
+    from meetings import services
+    from meetings.models import AttendanceEvent
+
+    officer = db.scalar(sa.select(User).where(User.email == "o@example.org"))
+    services.change_state(db, online_session, "open", officer, app.extensions["clock"]())
+    db.commit()
+    page = socket_client(app, delegate_client)
+    delegate = db.scalar(sa.select(User).where(User.email == "d@example.org"))
+    if change == "sessions ended":
+        delegate.session_epoch += 1
+    else:
+        delegate.is_enabled = False
+    db.commit()
+    ack = emit(page, "check_in", {"session_id": online_session.id, "nonce": "after-the-login-ended"})
+    assert ack["ok"] is False and ack["error"]["code"] == "login_required"
+    assert db.scalar(sa.select(sa.func.count()).select_from(AttendanceEvent)) == 0
+
+
+def test_an_officer_demoted_while_watching_is_refused_at_the_next_resync(app, db, officer_client, online_session):
+    import sqlalchemy as sa
+
+    from auth.models import User
+
+    dashboard = socket_client(app, officer_client)
+    assert emit(dashboard, "watch_session", {"session_id": online_session.id})["ok"]
+    officer = db.scalar(sa.select(User).where(User.email == "o@example.org"))
+    officer.role = Role.PARTICIPANT
+    db.commit()
+    assert emit(dashboard, "watch_session", {"session_id": online_session.id})["error"]["code"] == "forbidden"
+
+
+def test_a_database_down_while_checking_the_login_is_answered_unavailable(
+    app, delegate_client, online_session, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    from meetings import events
+
+    page = socket_client(app, delegate_client)
+
+    def down():
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(events, "account", down)
+    ack = emit(page, "heartbeat", {"session_id": online_session.id})
+    assert ack["ok"] is False and ack["error"]["code"] == "unavailable"
