@@ -15,7 +15,7 @@ from functools import wraps
 from typing import NamedTuple
 
 import sqlalchemy as sa
-from flask import current_app, g, session
+from flask import current_app, g, request, session
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 from sqlalchemy.exc import SQLAlchemyError
@@ -68,15 +68,18 @@ def account() -> Account | None:
     thousand a second, so this reads the three columns that decide, with a statement built once.
     The connection itself was let in by Flask-Login (on_connect).
     """
-    if "account" in g:
-        return g.account
+    # Kept for this event only: g can outlive it (a test's app context around several events).
+    event = request._get_current_object()
+    cached = g.get("socket_account")
+    if cached is not None and cached[0] is event:
+        return cached[1]
     found = None
     user_id, _, epoch = str(session.get("_user_id") or "").partition(":")
     if user_id.isdigit() and epoch.isdigit():
         row = get_db().connection().execute(_ACCOUNT, {"uid": int(user_id)}).first()
         if row is not None and row.session_epoch == int(epoch) and row.is_enabled:
             found = Account(int(user_id), row.role)
-    g.account = found
+    g.socket_account = (event, found)
     return found
 
 

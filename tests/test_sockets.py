@@ -204,3 +204,18 @@ def test_a_database_down_while_checking_the_login_is_answered_unavailable(
     monkeypatch.setattr(events, "account", down)
     ack = emit(page, "heartbeat", {"session_id": online_session.id})
     assert ack["ok"] is False and ack["error"]["code"] == "unavailable"
+
+
+def test_each_event_checks_the_login_afresh_even_within_one_app_context(app, db, delegate_client, online_session):
+    """The check is kept for one event only: an app context around several events does not carry it over."""
+    import sqlalchemy as sa
+
+    from auth.models import User
+
+    page = socket_client(app, delegate_client)
+    with app.app_context():
+        assert emit(page, "heartbeat", {"session_id": online_session.id})["ok"]
+        delegate = db.scalar(sa.select(User).where(User.email == "d@example.org"))
+        delegate.session_epoch += 1
+        db.commit()
+        assert emit(page, "heartbeat", {"session_id": online_session.id})["error"]["code"] == "login_required"
