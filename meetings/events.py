@@ -74,13 +74,31 @@ def account() -> Account | None:
     if cached is not None and cached[0] is event:
         return cached[1]
     found = None
-    user_id, _, epoch = str(session.get("_user_id") or "").partition(":")
-    if user_id.isdigit() and epoch.isdigit():
-        row = get_db().connection().execute(_ACCOUNT, {"uid": int(user_id)}).first()
-        if row is not None and row.session_epoch == int(epoch) and row.is_enabled:
-            found = Account(int(user_id), row.role)
+    login = login_of_session()
+    if login is not None:
+        row = get_db().connection().execute(_ACCOUNT, {"uid": login[0]}).first()
+        if row is not None and row.session_epoch == login[1] and row.is_enabled:
+            found = Account(login[0], row.role)
     g.socket_account = (event, found)
     return found
+
+
+def login_of_session() -> tuple[int, int] | None:
+    """The account id and session epoch the socket's login cookie names, read without the database."""
+    user_id, _, epoch = str(session.get("_user_id") or "").partition(":")
+    if user_id.isdigit() and epoch.isdigit():
+        return int(user_id), int(epoch)
+    return None
+
+
+LOGIN_ENDED = "Your login has ended. Reload the page and log in again."
+
+
+def _check_login(db: Session, user_id: int, epoch: int) -> None:
+    """Refuse with login_required unless the login still holds: checked inside a group commit's unit."""
+    row = db.connection().execute(_ACCOUNT, {"uid": user_id}).first()
+    if row is None or row.session_epoch != epoch or not row.is_enabled:
+        raise services.MeetingError("login_required", LOGIN_ENDED)
 
 
 def session_changed(meeting_session: MeetingSession | int) -> None:
@@ -100,32 +118,47 @@ def bad_request(message: str = "The request was malformed.") -> services.Meeting
     return services.MeetingError("bad_request", message)
 
 
-def acknowledged(handler: Callable) -> Callable:
+def acknowledged(handler: Callable | None = None, *, login_in_unit: bool = False) -> Callable:
     """Turn refusals and failures of a socket event into an error acknowledgement, never a trace; log the outcome.
+
+    Every event checks that its login still holds. With login_in_unit (check-ins, check-outs,
+    heartbeats: thousands a second), the check runs inside the event's group commit unit, so that
+    the event itself does no database work (on PostgreSQL, four round trips fewer); the others
+    check it here first.
 
     Each event gets one INFO line: the event, the account, the session the payload names, "ok" or
     the error code, and the time taken. Never the payload (a kiosk scan carries a badge code). Check-ins
     come by thousands a second, so the line costs two clock reads and one record: no serialisation
     of the payload, no query.
     """
+    if handler is None:
+        return lambda handler: acknowledged(handler, login_in_unit=login_in_unit)
     event = handler.__name__.removeprefix("on_")
 
     @wraps(handler)
     def wrapped(self, data=None):
         started = time.perf_counter()
         user_id = None
-        try:
-            who = account()
-        except SQLAlchemyError:
-            get_db().rollback()
-            log.warning("database error checking the login of socket event %s", event, exc_info=True)
-            ack = error("unavailable", UNAVAILABLE)
-        else:
-            if who is not None:
-                user_id = who.id
+        if login_in_unit:
+            login = login_of_session()
+            if login is not None:
+                user_id = login[0]
                 ack = answer(self, data)
             else:
-                ack = error("login_required", "Your login has ended. Reload the page and log in again.")
+                ack = error("login_required", LOGIN_ENDED)
+        else:
+            try:
+                who = account()
+            except SQLAlchemyError:
+                get_db().rollback()
+                log.warning("database error checking the login of socket event %s", event, exc_info=True)
+                ack = error("unavailable", UNAVAILABLE)
+            else:
+                if who is not None:
+                    user_id = who.id
+                    ack = answer(self, data)
+                else:
+                    ack = error("login_required", LOGIN_ENDED)
         if log.isEnabledFor(logging.INFO):
             session_id = data.get("session_id") if isinstance(data, dict) else None
             outcome = "ok" if ack.get("ok") else ack.get("error", {}).get("code", "error")
@@ -212,11 +245,13 @@ def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[in
     session's id, the service's outcome and when the delegate's online presence began (None if absent).
     """
     data = checked_payload(data, fields)
-    session_id, user_id = _session_id(data), account().id
+    session_id = _session_id(data)
+    user_id, epoch = login_of_session()
     extra = {"nonce": data.get("nonce")} if "nonce" in fields else {}
     at, lapsed_before = now(), current_app.extensions["live"].lapse_cutoff()
 
     def work(db: Session) -> tuple[object, bool, dt.datetime | None]:
+        _check_login(db, user_id, epoch)
         meeting_session = db.get(MeetingSession, session_id)
         if meeting_session is None:
             raise services.MeetingError("not_found", "There is no such session.")
@@ -224,10 +259,6 @@ def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[in
         return outcome, changed, services.online_since(db, session_id, user_id)
 
     commits = current_app.extensions["commits"]
-    if commits.enabled:
-        # Give this request's connection back while waiting for the group: hundreds of events wait
-        # at once, and the committer needs a connection of the pool too.
-        get_db().close()
     try:
         outcome, changed, since = commits.run(work)
     except CommitTimeout:
@@ -281,7 +312,7 @@ class LiveNamespace(Namespace):
         for session_id in changed:
             session_changed(session_id)
 
-    @acknowledged
+    @acknowledged(login_in_unit=True)
     def on_check_in(self, data):
         """A delegate's page joins an open online session; a second tab or device joins the same presence."""
         session_id, result, since = _online(services.online_check_in, data, SESSION_AND_NONCE)
@@ -295,13 +326,13 @@ class LiveNamespace(Namespace):
             "recorded": result.recorded,
         }
 
-    @acknowledged
+    @acknowledged(login_in_unit=True)
     def on_heartbeat(self, data):
         """The page is still open. present: false (the presence lapsed or was ended) asks the page to check in again."""
         _, present, _ = _online(services.online_heartbeat, data, SESSION_ONLY)
         return {"ok": True, "present": present}
 
-    @acknowledged
+    @acknowledged(login_in_unit=True)
     def on_check_out(self, data):
         """The delegate leaves the session: every tab and device of theirs is told."""
         session_id, result, _ = _online(services.online_check_out, data, SESSION_AND_NONCE)
@@ -311,7 +342,7 @@ class LiveNamespace(Namespace):
             self.emit(
                 "checked_out",
                 {"session_id": session_id, "at": result.at.isoformat()},
-                room=user_room(account().id),
+                room=user_room(login_of_session()[0]),
                 include_self=False,
             )
         return {"ok": True, "status": "absent", "at": result.at.isoformat(), "recorded": result.recorded}

@@ -190,19 +190,19 @@ def test_an_officer_demoted_while_watching_is_refused_at_the_next_resync(app, db
 
 
 def test_a_database_down_while_checking_the_login_is_answered_unavailable(
-    app, delegate_client, online_session, monkeypatch
+    app, officer_client, online_session, monkeypatch
 ):
     from sqlalchemy.exc import OperationalError
 
     from meetings import events
 
-    page = socket_client(app, delegate_client)
+    dashboard = socket_client(app, officer_client)
 
     def down():
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
     monkeypatch.setattr(events, "account", down)
-    ack = emit(page, "heartbeat", {"session_id": online_session.id})
+    ack = emit(dashboard, "watch_session", {"session_id": online_session.id})
     assert ack["ok"] is False and ack["error"]["code"] == "unavailable"
 
 
