@@ -237,12 +237,15 @@ class _Who(NamedTuple):
     id: int
 
 
-def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[int, object, dt.datetime | None]:
+def _online(
+    service: Callable, data: object, fields: frozenset[str], *, with_since: bool = False
+) -> tuple[int, object, dt.datetime | None]:
     """Run an online-presence service for the current delegate: check the payload, call, commit, announce.
 
     The service runs in the process's group commit (meetings/commits.py), in a database session of
     its own, so it is given ids to load there rather than this request's objects. Returns the
-    session's id, the service's outcome and when the delegate's online presence began (None if absent).
+    session's id, the service's outcome and, if asked for, when the delegate's online presence began
+    (None if absent).
     """
     data = checked_payload(data, fields)
     session_id = _session_id(data)
@@ -256,7 +259,7 @@ def _online(service: Callable, data: object, fields: frozenset[str]) -> tuple[in
         if meeting_session is None:
             raise services.MeetingError("not_found", "There is no such session.")
         outcome, changed = service(db, meeting_session, _Who(user_id), now=at, lapsed_before=lapsed_before, **extra)
-        return outcome, changed, services.online_since(db, session_id, user_id)
+        return outcome, changed, services.online_since(db, session_id, user_id) if with_since else None
 
     commits = current_app.extensions["commits"]
     try:
@@ -315,7 +318,7 @@ class LiveNamespace(Namespace):
     @acknowledged(login_in_unit=True)
     def on_check_in(self, data):
         """A delegate's page joins an open online session; a second tab or device joins the same presence."""
-        session_id, result, since = _online(services.online_check_in, data, SESSION_AND_NONCE)
+        session_id, result, since = _online(services.online_check_in, data, SESSION_AND_NONCE, with_since=True)
         join_room(attendees_room(session_id))
         _remember(session_id, checked_in=True)
         return {
