@@ -20,14 +20,22 @@ login_manager.login_message_category = "info"
 PENDING_KEY = "pending_login"
 
 
+def login_id_parts(session_id: object) -> tuple[int, int] | None:
+    """The account id and session epoch a login cookie's id ("<id>:<epoch>", User.get_id) names; None if malformed."""
+    user_id, _, epoch = str(session_id or "").partition(":")
+    if not user_id.isdigit() or not epoch.isdigit():
+        return None
+    return int(user_id), int(epoch)
+
+
 @login_manager.user_loader
 def load_user(session_id: str) -> User | None:
     """The account of a login cookie, unless its sessions were ended since (the epoch moved on)."""
-    user_id, _, epoch = session_id.partition(":")
-    if not user_id.isdigit() or not epoch.isdigit():
+    parts = login_id_parts(session_id)
+    if parts is None:
         return None
-    user = get_db().get(User, int(user_id))
-    if user is None or user.session_epoch != int(epoch):
+    user = get_db().get(User, parts[0])
+    if user is None or user.session_epoch != parts[1]:
         return None
     return user
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from auth import throttle
+from auth.login import login_id_parts
 from auth.models import Role, User
 from db import get_db, now
 from meetings import dashboard, kiosk, services
@@ -76,19 +77,22 @@ def account() -> Account | None:
     found = None
     login = login_of_session()
     if login is not None:
-        row = get_db().connection().execute(_ACCOUNT, {"uid": login[0]}).first()
-        if row is not None and row.session_epoch == login[1] and row.is_enabled:
-            found = Account(login[0], row.role)
+        role = _role_if_login_holds(get_db(), *login)
+        if role is not None:
+            found = Account(login[0], role)
     g.socket_account = (event, found)
     return found
 
 
 def login_of_session() -> tuple[int, int] | None:
     """The account id and session epoch the socket's login cookie names, read without the database."""
-    user_id, _, epoch = str(session.get("_user_id") or "").partition(":")
-    if user_id.isdigit() and epoch.isdigit():
-        return int(user_id), int(epoch)
-    return None
+    return login_id_parts(session.get("_user_id"))
+
+
+def _role_if_login_holds(db: Session, user_id: int, epoch: int) -> Role | None:
+    """The account's role if its login still holds (same session epoch, account enabled); else None."""
+    row = db.connection().execute(_ACCOUNT, {"uid": user_id}).first()
+    return row.role if row is not None and row.session_epoch == epoch and row.is_enabled else None
 
 
 LOGIN_ENDED = "Your login has ended. Reload the page and log in again."
@@ -96,8 +100,7 @@ LOGIN_ENDED = "Your login has ended. Reload the page and log in again."
 
 def _check_login(db: Session, user_id: int, epoch: int) -> None:
     """Refuse with login_required unless the login still holds: checked inside a group commit's unit."""
-    row = db.connection().execute(_ACCOUNT, {"uid": user_id}).first()
-    if row is None or row.session_epoch != epoch or not row.is_enabled:
+    if _role_if_login_holds(db, user_id, epoch) is None:
         raise services.MeetingError("login_required", LOGIN_ENDED)
 
 

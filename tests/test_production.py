@@ -61,6 +61,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_until_answering(process: subprocess.Popen, url: str, log_path: Path) -> None:
+    """Wait until a started server answers url with a success, or fail with the end of its log."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            pytest.fail(
+                f"gunicorn exited with status {process.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                log = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"gunicorn did not answer {url} within {START_TIMEOUT:.0f} s:\n{log}")
+            time.sleep(0.1)
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -175,17 +193,7 @@ def server(tmp_path_factory):
         return log_path.read_text(errors="replace")[-3000:]
 
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited with status {process.returncode}:\n{log_tail()}")
-            try:
-                with urllib.request.urlopen(base + "/auth/login", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not answer within {START_TIMEOUT:.0f} s:\n{log_tail()}")
-                time.sleep(0.1)
+        wait_until_answering(process, base + "/auth/login", log_path)
         yield {"base": base, "pid": process.pid, "secret": secret, "session_id": session_id, "log": log_tail}
     finally:
         process.terminate()

@@ -11,12 +11,20 @@ import queue
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 import sqlalchemy as sa
 from conftest import TEST_HASH
-from test_production import DEPLOY, EMAIL, PASSWORD, START_TIMEOUT, Browser, free_port, needs_server, server_environment
+from test_production import (
+    DEPLOY,
+    EMAIL,
+    PASSWORD,
+    Browser,
+    free_port,
+    needs_server,
+    server_environment,
+    wait_until_answering,
+)
 
 import db as database
 from app import create_app
@@ -98,20 +106,6 @@ def start(url: str, key: str, redis_url: str, log_path) -> tuple[subprocess.Pope
     return process, f"http://127.0.0.1:{port}"
 
 
-def wait_until_ready(process: subprocess.Popen, base: str, log_path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with status {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn was not ready within {START_TIMEOUT:.0f} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-
 @pytest.fixture
 def two_processes(database_url, tmp_path):
     """Two production server processes sharing the PostgreSQL test database and Redis."""
@@ -124,7 +118,7 @@ def two_processes(database_url, tmp_path):
     started = [start(database_url, key, os.environ["TEST_REDIS_URL"], tmp_path / f"gunicorn-{n}.log") for n in (1, 2)]
     try:
         for n, (process, base) in enumerate(started, 1):
-            wait_until_ready(process, base, tmp_path / f"gunicorn-{n}.log")
+            wait_until_answering(process, base + "/readyz", tmp_path / f"gunicorn-{n}.log")
         yield {**setup, "bases": [base for _, base in started], "url": database_url}
     finally:
         for process, _ in started:
