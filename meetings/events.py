@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from functools import wraps
+from functools import partial, wraps
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -25,10 +25,11 @@ from auth import throttle
 from auth.login import login_id_parts
 from auth.models import Role, User
 from db import get_db, now
-from meetings import dashboard, kiosk, services
+from meetings import dashboard, kiosk, online, services
 from meetings.commits import CommitTimeout
 from meetings.live import NAMESPACE, attendees_room, officers_room, user_room
 from meetings.models import MeetingSession
+from meetings.online import LOGIN_ENDED
 
 __all__ = ["NAMESPACE", "LiveNamespace", "end_user_sockets", "session_changed"]
 
@@ -93,15 +94,6 @@ def _role_if_login_holds(db: Session, user_id: int, epoch: int) -> Role | None:
     """The account's role if its login still holds (same session epoch, account enabled); else None."""
     row = db.connection().execute(_ACCOUNT, {"uid": user_id}).first()
     return row.role if row is not None and row.session_epoch == epoch and row.is_enabled else None
-
-
-LOGIN_ENDED = "Your login has ended. Reload the page and log in again."
-
-
-def _check_login(db: Session, user_id: int, epoch: int) -> None:
-    """Refuse with login_required unless the login still holds: checked inside a group commit's unit."""
-    if _role_if_login_holds(db, user_id, epoch) is None:
-        raise services.MeetingError("login_required", LOGIN_ENDED)
 
 
 def session_changed(meeting_session: MeetingSession | int) -> None:
@@ -234,39 +226,23 @@ def _remember(session_id: int, checked_in: bool) -> None:
     session[CHECKED_IN_KEY] = sessions
 
 
-class _Who(NamedTuple):
-    """The participant, as the presence services need them (by id), without loading the account."""
+def _online(kind: str, data: object, fields: frozenset[str]) -> tuple[int, object, dt.datetime | None]:
+    """Record the current delegate's online event: check the payload, run it, wait for its commit, announce.
 
-    id: int
-
-
-def _online(
-    service: Callable, data: object, fields: frozenset[str], *, with_since: bool = False
-) -> tuple[int, object, dt.datetime | None]:
-    """Run an online-presence service for the current delegate: check the payload, call, commit, announce.
-
-    The service runs in the process's group commit (meetings/commits.py), in a database session of
-    its own, so it is given ids to load there rather than this request's objects. Returns the
-    session's id, the service's outcome and, if asked for, when the delegate's online presence began
-    (None if absent).
+    The event runs in the process's group commit (meetings/commits.py), in a database session of its
+    own, by ids (meetings/online.py), and with the other events of its group at once where it can.
+    Returns the session's id, the outcome and, for a check-in, when the delegate's online presence
+    began (None if absent).
     """
     data = checked_payload(data, fields)
     session_id = _session_id(data)
     user_id, epoch = login_of_session()
-    extra = {"nonce": data.get("nonce")} if "nonce" in fields else {}
     at, lapsed_before = now(), current_app.extensions["live"].lapse_cutoff()
-
-    def work(db: Session) -> tuple[object, bool, dt.datetime | None]:
-        _check_login(db, user_id, epoch)
-        meeting_session = db.get(MeetingSession, session_id)
-        if meeting_session is None:
-            raise services.MeetingError("not_found", "There is no such session.")
-        outcome, changed = service(db, meeting_session, _Who(user_id), now=at, lapsed_before=lapsed_before, **extra)
-        return outcome, changed, services.online_since(db, session_id, user_id) if with_since else None
-
-    commits = current_app.extensions["commits"]
+    item = online.Online(kind, session_id, user_id, epoch, data.get("nonce"), at, lapsed_before)
     try:
-        outcome, changed, since = commits.run(work)
+        outcome, changed, since = current_app.extensions["commits"].run(
+            partial(online.one, item=item), batch=(online.many, item)
+        )
     except CommitTimeout:
         raise services.MeetingError(
             "unavailable", "The server could not confirm this in time. It will be retried; if not, reload."
@@ -321,7 +297,7 @@ class LiveNamespace(Namespace):
     @acknowledged(login_in_unit=True)
     def on_check_in(self, data):
         """A delegate's page joins an open online session; a second tab or device joins the same presence."""
-        session_id, result, since = _online(services.online_check_in, data, SESSION_AND_NONCE, with_since=True)
+        session_id, result, since = _online(online.CHECK_IN, data, SESSION_AND_NONCE)
         join_room(attendees_room(session_id))
         _remember(session_id, checked_in=True)
         return {
@@ -335,13 +311,13 @@ class LiveNamespace(Namespace):
     @acknowledged(login_in_unit=True)
     def on_heartbeat(self, data):
         """The page is still open. present: false (the presence lapsed or was ended) asks the page to check in again."""
-        _, present, _ = _online(services.online_heartbeat, data, SESSION_ONLY)
+        _, present, _ = _online(online.HEARTBEAT, data, SESSION_ONLY)
         return {"ok": True, "present": present}
 
     @acknowledged(login_in_unit=True)
     def on_check_out(self, data):
         """The delegate leaves the session: every tab and device of theirs is told."""
-        session_id, result, _ = _online(services.online_check_out, data, SESSION_AND_NONCE)
+        session_id, result, _ = _online(online.CHECK_OUT, data, SESSION_AND_NONCE)
         leave_room(attendees_room(session_id))
         _remember(session_id, checked_in=False)
         if result.recorded:
