@@ -132,3 +132,34 @@ def test_a_commit_that_comes_too_late_is_unavailable_and_its_retry_counts_once(g
     retry = page.emit("check_in", payload, namespace="/live", callback=True)
     assert retry["ok"] and retry["recorded"] is False
     assert entries(db, session_id) == 1
+
+
+def test_on_sqlite_a_write_from_elsewhere_cannot_fail_a_group_between_its_reads_and_its_writes(
+    grouped, db, database_url
+):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock: PostgreSQL locks rows, not the database")
+    app, _ = grouped
+    secretariat_id = db.scalar(sa.select(User.id).where(User.role == Role.SECRETARIAT))
+    # Another process's writer, waiting a little for the lock rather than the default 5 s.
+    elsewhere = sa.create_engine(database_url, connect_args={"timeout": 0.2})
+
+    def work(session):
+        session.execute(sa.select(User.given_name).where(User.id == secretariat_id)).one()  # the group reads...
+        try:
+            with elsewhere.begin() as connection:  # ... another connection tries to write ...
+                connection.execute(sa.update(User).where(User.id == secretariat_id).values(given_name="Elsewhere"))
+            wrote_elsewhere = True
+        except OperationalError:
+            wrote_elsewhere = False
+        # ... and the group writes: had it not held the lock from the start, "database is locked".
+        session.execute(sa.update(User).where(User.id == secretariat_id).values(given_name="Group"))
+        return wrote_elsewhere
+
+    with app.app_context():
+        wrote_elsewhere = app.extensions["commits"].run(work)
+    elsewhere.dispose()
+
+    assert wrote_elsewhere is False  # the other writer waited for the group (and here gave up)
+    db.expire_all()
+    assert db.get(User, secretariat_id).given_name == "Group"
