@@ -60,7 +60,7 @@ CONTENT_SECURITY_POLICY = (
 
 def create_app(config_name: str | None = None, overrides: dict | None = None) -> Flask:
     """Build the app for a named configuration (APP_CONFIG by default), with optional overrides."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = App(__name__, instance_relative_config=True)
     settings = config.load(config_name)
     settings.update(overrides or {})
     app.config.update(settings)
@@ -130,18 +130,26 @@ def register_health(app: Flask) -> None:
     limiter.exempt(health.bp)
 
 
+# Flask-SocketIO pushes a request context for every socket event, built from the environ of the
+# connection's first request. Flask would then match its URL against every route and open the
+# session (decode the login cookie, check its signature) each time, for nothing: an event is no
+# route, and Flask-SocketIO puts the connection's own copy of the session in place at once. At
+# thousands of check-ins a second, both are skipped. Flask-SocketIO keeps that copy in the environ,
+# from the connect event on.
+SOCKET_SESSION = "saved_session"
+
+
+class App(Flask):
+    def create_url_adapter(self, request: Request | None):
+        if request is not None and SOCKET_SESSION in request.environ:
+            return None  # a socket event: no route to match (and no url_for in socket handlers)
+        return super().create_url_adapter(request)
+
+
 class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, but not opened again for each Socket.IO event.
-
-    Flask opens the session (decodes the cookie and checks its signature) with every request
-    context, and Flask-SocketIO pushes one per socket event, then puts the connection's own copy of
-    the session (environ["saved_session"], taken at connect) in its place. At thousands of
-    check-ins a second that is a lot of signatures checked for nothing.
-    """
-
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if "saved_session" in request.environ:
-            return self.session_class()  # replaced by the connection's session at once
+        if SOCKET_SESSION in request.environ:
+            return self.session_class()  # replaced by the connection's own session at once
         return super().open_session(app, request)
 
 
