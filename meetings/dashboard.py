@@ -43,8 +43,7 @@ def state(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dic
     """The session's quorum now. Parties in `present` map to how they are present: online, in_person or both."""
     meeting = meeting_session.segment.meeting
     # One read of the presences for all of it: a delegate may leave between two reads.
-    users = services.present_users(db, meeting_session)
-    by_party = services.present_parties_channels(db, meeting_session, users)
+    users, by_party = services.presences_by_party(db, meeting_session)
     q = services.session_quorum(db, meeting_session, set(by_party))
     present = {code: _channel_label(by_party[code]) for code in q.present_codes}
     accepted = 0

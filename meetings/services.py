@@ -53,7 +53,15 @@ class CheckInError(MeetingError):
     """A refused check-in or check-out."""
 
 
+# A nonce from a page, a kiosk or a form. The server's own (an exit at the close, the exit of a
+# lapsed presence) contain ":", which this refuses: no one can take one first and so keep a
+# presence from ending.
 NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def system_nonce(*parts: object) -> str:
+    """The nonce of an event the server logs itself, out of reach of NONCE_RE."""
+    return ":".join(map(str, parts))
 
 
 def audit(
@@ -256,7 +264,15 @@ def change_state(
         for user_id, channel in db.execute(
             sa.select(Presence.user_id, Presence.channel).where(Presence.session_id == meeting_session.id)
         ).all():
-            _leave(db, meeting_session, user_id, channel, Source.SYSTEM, now, nonce=f"closed-{user_id}-{channel.value}")
+            _leave(
+                db,
+                meeting_session,
+                user_id,
+                channel,
+                Source.SYSTEM,
+                now,
+                nonce=system_nonce("closed", user_id, channel.value),
+            )
     audit(db, actor, f"session.{action}", meeting_session, now)
     db.flush()
 
@@ -599,7 +615,7 @@ def end_lapsed_presences(
     for lapsed_session_id, lapsed_user_id, since, last_seen_at in rows.all():
         meeting_session = db.get(MeetingSession, lapsed_session_id)
         # One exit per presence, whichever process sees the lapse first.
-        nonce = f"lapsed-{lapsed_user_id}-{int(since.timestamp() * 1_000_000)}"
+        nonce = system_nonce("lapsed", lapsed_user_id, int(since.timestamp() * 1_000_000))
         if _leave(
             db,
             meeting_session,
@@ -733,27 +749,44 @@ def online_disconnected(
 # Quorum ------------------------------------------------------------------------------------
 
 
-def present_parties_channels(
-    db: Session, meeting_session: MeetingSession, users: dict[int, frozenset[str]] | None = None
-) -> dict[str, frozenset[str]]:
-    """Parties with an approved delegate present, each with the channels its delegates are present through."""
-    if users is None:
-        users = present_users(db, meeting_session)
-    if not users:
-        return {}
-    channels: dict[str, set[str]] = {}
-    for code, user_id in db.execute(
-        sa.select(Party.code, Registration.user_id)
-        .join(Registration, Registration.party_id == Party.id)
-        .where(
-            Registration.meeting_id == meeting_session.segment.meeting_id,
-            Registration.user_id.in_(list(users)),
-            Registration.status == RegistrationStatus.APPROVED,
-            Registration.category == Category.PARTY,
+def presences_by_party(
+    db: Session, meeting_session: MeetingSession
+) -> tuple[dict[int, frozenset[str]], dict[str, frozenset[str]]]:
+    """Who is present, each with their channels, and the Parties present, each with the channels of its delegates.
+
+    One read of the presences for both: a delegate may leave between two reads. A Party is present
+    through its delegates whose registration is approved.
+    """
+    rows = db.execute(
+        sa.select(Presence.user_id, Presence.channel, Party.code)
+        .select_from(Presence)
+        .outerjoin(
+            Registration,
+            sa.and_(
+                Registration.user_id == Presence.user_id,
+                Registration.meeting_id == meeting_session.segment.meeting_id,
+                Registration.status == RegistrationStatus.APPROVED,
+                Registration.category == Category.PARTY,
+            ),
         )
-    ):
-        channels.setdefault(code, set()).update(users[user_id])
-    return {code: frozenset(chs) for code, chs in channels.items()}
+        .outerjoin(Party, Party.id == Registration.party_id)
+        .where(Presence.session_id == meeting_session.id)
+    )
+    users: dict[int, set[str]] = {}
+    parties: dict[str, set[str]] = {}
+    for user_id, channel, code in rows:
+        users.setdefault(user_id, set()).add(channel.value)
+        if code is not None:
+            parties.setdefault(code, set()).add(channel.value)
+    return (
+        {user_id: frozenset(chs) for user_id, chs in users.items()},
+        {code: frozenset(chs) for code, chs in parties.items()},
+    )
+
+
+def present_parties_channels(db: Session, meeting_session: MeetingSession) -> dict[str, frozenset[str]]:
+    """Parties with an approved delegate present, each with the channels its delegates are present through."""
+    return presences_by_party(db, meeting_session)[1]
 
 
 def session_quorum(db: Session, meeting_session: MeetingSession, present_codes: set[str] | None = None) -> Quorum:

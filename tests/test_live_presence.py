@@ -270,6 +270,38 @@ def test_closing_ends_lapsed_presences_at_their_last_moment_and_the_rest_at_the_
     assert ack["error"] == {"code": "session_closed", "message": "This session is closed."}
 
 
+def test_no_one_can_take_the_nonce_of_an_exit_the_server_logs_and_so_stay_present(
+    app, db, opened, delegate, make_delegate, officer, clock
+):
+    user, client = delegate
+    page = socket_client(app, client)
+    # The server's own nonces cannot be sent: a page's nonce has no ":".
+    for system in (f"closed:{user.id}:online", f"lapsed:{user.id}:1"):
+        ack = emit(page, "check_in", {"session_id": opened.id, "nonce": system})
+        assert ack["error"]["code"] == "bad_nonce"
+    # What they looked like once, taken by a delegate for their check-in, ends nothing early and
+    # keeps nothing open: the lapse and the close still log their exits.
+    other, _ = make_delegate("FRA")
+    lapse_of_other = f"lapsed-{other.id}-{int(clock().timestamp() * 1_000_000)}"
+    services.online_check_in(
+        db, opened, other, nonce="fra-check-in", now=clock(), lapsed_before=clock() - dt.timedelta(seconds=GRACE)
+    )
+    db.commit()
+    assert emit(page, "check_in", {"session_id": opened.id, "nonce": lapse_of_other})["recorded"]
+    assert emit(page, "check_out", {"session_id": opened.id, "nonce": f"closed-{user.id}-online"})["recorded"]
+    assert emit(page, "check_in", {"session_id": opened.id, "nonce": f"closed-{user.id}-online-2"})["recorded"]
+    for _ in range(6):  # the other delegate's presence lapses; this one's does not
+        clock.advance(20)
+        emit(page, "heartbeat", {"session_id": opened.id})
+
+    _, officer_client = officer
+    officer_client.post(f"/sessions/{opened.id}/close", data={"csrf_token": csrf_token(officer_client)})
+
+    assert present(db, opened) == {}
+    assert log_of(db, opened, other)[-1][0] == EventKind.EXIT
+    assert log_of(db, opened, user)[-1][::2] == (EventKind.EXIT, clock())
+
+
 def test_an_acknowledgement_means_committed(app, db, opened, delegate, monkeypatch):
     """A failed commit is acknowledged as unavailable and records nothing; the retry with the same nonce counts once."""
     _, client = delegate
