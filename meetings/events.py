@@ -113,7 +113,9 @@ def bad_request(message: str = "The request was malformed.") -> services.Meeting
     return services.MeetingError("bad_request", message)
 
 
-def acknowledged(handler: Callable | None = None, *, login_in_unit: bool = False) -> Callable:
+def acknowledged(
+    handler: Callable | None = None, *, login_in_unit: bool = False, quiet_when_ok: bool = False
+) -> Callable:
     """Turn refusals and failures of a socket event into an error acknowledgement, never a trace; log the outcome.
 
     Every event checks that its login still holds. With login_in_unit (check-ins, check-outs,
@@ -121,13 +123,13 @@ def acknowledged(handler: Callable | None = None, *, login_in_unit: bool = False
     the event itself does no database work (on PostgreSQL, four round trips fewer); the others
     check it here first.
 
-    Each event gets one INFO line: the event, the account, the session the payload names, "ok" or
-    the error code, and the time taken. Never the payload (a kiosk scan carries a badge code). Check-ins
-    come by thousands a second, so the line costs two clock reads and one record: no serialisation
-    of the payload, no query.
+    Each event gets one INFO line (with quiet_when_ok, DEBUG when it succeeds): the event, the
+    account, the session the payload names, "ok" or the error code, and the time taken. Never the
+    payload (a kiosk scan carries a badge code). Check-ins come by thousands a second, so the line
+    costs two clock reads and one record: no serialisation of the payload, no query.
     """
     if handler is None:
-        return lambda handler: acknowledged(handler, login_in_unit=login_in_unit)
+        return lambda handler: acknowledged(handler, login_in_unit=login_in_unit, quiet_when_ok=quiet_when_ok)
     event = handler.__name__.removeprefix("on_")
 
     @wraps(handler)
@@ -154,10 +156,14 @@ def acknowledged(handler: Callable | None = None, *, login_in_unit: bool = False
                     ack = answer(self, data)
                 else:
                     ack = error("login_required", LOGIN_ENDED)
-        if log.isEnabledFor(logging.INFO):
+        # A heartbeat that finds all well says only that a page is still open: at DEBUG, or ten
+        # thousand open pages would write five hundred lines a second.
+        level = logging.DEBUG if quiet_when_ok and ack.get("ok") else logging.INFO
+        if log.isEnabledFor(level):
             session_id = data.get("session_id") if isinstance(data, dict) else None
             outcome = "ok" if ack.get("ok") else ack.get("error", {}).get("code", "error")
-            log.info(
+            log.log(
+                level,
                 "%s: %s",
                 event,
                 outcome,
@@ -308,7 +314,7 @@ class LiveNamespace(Namespace):
             "recorded": result.recorded,
         }
 
-    @acknowledged(login_in_unit=True)
+    @acknowledged(login_in_unit=True, quiet_when_ok=True)
     def on_heartbeat(self, data):
         """The page is still open. present: false (the presence lapsed or was ended) asks the page to check in again."""
         _, present, _ = _online(online.HEARTBEAT, data, SESSION_ONLY)

@@ -136,6 +136,8 @@ def test_socket_events_log_their_name_account_session_and_outcome(
     ack = page.emit("check_in", {"session_id": meeting_session.id}, namespace="/live", callback=True)
     assert ack["error"]["code"] == "bad_nonce"
     page.emit("check_in", {"session_id": "1; DROP"}, namespace="/live", callback=True)
+    page.emit("heartbeat", {"session_id": meeting_session.id}, namespace="/live", callback=True)
+    page.emit("heartbeat", {"session_id": "two"}, namespace="/live", callback=True)
 
     text = captured()
     events = [line for line in parsed(text) if line["logger"] == "meetings.events"]
@@ -143,8 +145,12 @@ def test_socket_events_log_their_name_account_session_and_outcome(
         ("check_in", "ok", delegate.id, meeting_session.id),
         ("check_in", "bad_nonce", delegate.id, meeting_session.id),
         ("check_in", "bad_request", delegate.id, None),
+        ("heartbeat", "ok", delegate.id, meeting_session.id),
+        ("heartbeat", "bad_request", delegate.id, None),
     ]
     assert events[0]["message"] == "check_in: ok" and events[0]["level"] == "INFO"
+    # A page still open is no news: its heartbeat at DEBUG, unless refused.
+    assert [line["level"] for line in events[3:]] == ["DEBUG", "INFO"]
     assert all(isinstance(line["duration_ms"], float) for line in events)
     assert nonce not in text and "DROP" not in text
 
