@@ -163,6 +163,9 @@ def register_sockets(app: Flask) -> None:
         max_http_buffer_size=app.config["SOCKETIO_MAX_MESSAGE_BYTES"],
         # Each socket event gets its own request context; the database session closes with it.
         manage_session=True,
+        # A connection's events run one after the other, in the greenlet that reads the connection,
+        # rather than each in a new one: a page's check-in and check-out are handled in the order sent.
+        async_handlers=False,
     )
     socketio.on_namespace(LiveNamespace(NAMESPACE))
     app.extensions["end_user_sockets"] = end_user_sockets
