@@ -6,9 +6,12 @@ on the list of common passwords in auth/data, and not the person's email or name
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -29,18 +32,45 @@ HINT = (
 T = TypeVar("T")
 
 
+# The nice value of the threads that hash: the lowest priority. A hash is about 100 ms of CPU; at
+# a plenary's opening hundreds of delegates log in at once, and the hashes would otherwise take
+# every core from the event loop that serves the sockets.
+HASHING_NICE = 19
+
+_pool = None
+
+
 def off_the_loop(function: Callable[..., T], *args: object) -> T:
-    """Call function(*args), in gevent's thread pool when the server runs on gevent.
+    """Call function(*args), in a pool of low-priority threads when the server runs on gevent.
 
     A password hash is about 100 ms of CPU inside a C call that releases the GIL. Called in a
     greenlet, it would stall every socket of the process for that long (a thousand delegates log in
-    at a plenary's opening); in the pool, the event loop goes on serving them meanwhile.
+    at a plenary's opening); in the pool, the event loop goes on serving them meanwhile. The pool
+    has a thread per core, each at the lowest priority: hashes take only the CPU that the event
+    loop (and the database) leave, and a storm of logins waits rather than slowing check-ins.
     """
     if "gevent" in sys.modules:
-        from gevent import get_hub, monkey
+        from gevent import monkey
 
         if monkey.is_module_patched("socket"):
-            return get_hub().threadpool.apply(function, args)
+            return _hashing_pool().apply(_at_low_priority, (function, args))
+    return function(*args)
+
+
+def _hashing_pool():
+    global _pool
+    if _pool is None:  # made in the server process that uses it, never before a fork
+        from gevent.threadpool import ThreadPool
+
+        _pool = ThreadPool(maxsize=len(os.sched_getaffinity(0)))
+    return _pool
+
+
+def _at_low_priority(function: Callable[..., T], args: tuple) -> T:
+    # On Linux a nice value is a thread's own: this lowers the pool's thread, not the event loop's.
+    with contextlib.suppress(OSError):
+        if os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < HASHING_NICE:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICE)
     return function(*args)
 
 

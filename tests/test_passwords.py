@@ -1,5 +1,6 @@
 """Password rules (NIST SP 800-63B): length, the list of common passwords, not the person's email or names."""
 
+import os
 import re
 import subprocess
 import sys
@@ -212,3 +213,32 @@ def test_hashing_under_gevent_leaves_every_other_socket_served(way):
         assert longest_gap >= 0.8 * took
     else:
         assert longest_gap < 0.5 * took, (took, longest_gap)
+
+
+NICE_PROBE = """
+from gevent import monkey
+
+monkey.patch_all()
+import os
+import threading
+
+from auth.passwords import off_the_loop
+
+
+def nice():
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+print(off_the_loop(nice), nice())
+"""
+
+
+def test_under_gevent_hashes_run_at_the_lowest_priority_and_the_event_loop_at_its_own():
+    """A storm of logins takes only the CPU the event loop leaves: check-ins keep their pace."""
+    pytest.importorskip("gevent")
+    probe = subprocess.run(
+        [sys.executable, "-c", NICE_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    hashing, loop = map(int, probe.stdout.split())
+    assert hashing == passwords.HASHING_NICE
+    assert loop == os.getpriority(os.PRIO_PROCESS, 0) < hashing
