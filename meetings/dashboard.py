@@ -8,6 +8,8 @@ regional group and credentials, and the number of Parties present over the sessi
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -107,34 +109,69 @@ def timeline_points(db: Session, meeting_session: MeetingSession, counted: set[s
     """Parties present over the session as [[ISO time, count], ...], from its opening (or first event) to now.
 
     Counted as the quorum counts them: Parties in `counted` (those in force), through delegates
-    whose registration is approved, each event for the Party it was logged for. A closed
-    session's timeline ends at its close. No opening and no event: an empty timeline.
+    whose registration is approved, each event for the Party it was logged for; to the second
+    (several changes within a second make one point). A closed session's timeline ends at its
+    close. No opening and no event: an empty timeline.
+
+    The log is folded as it grows (meetings.timeline.Running, kept per session): each call reads
+    only the events logged since the last, unless the approved delegates or the Parties in force
+    changed, or an event came too late or out of order for the fold kept; then the whole log again.
     """
-    rows = db.execute(
-        sa.select(
-            AttendanceEvent.id,
-            AttendanceEvent.user_id,
-            Party.code,
-            AttendanceEvent.kind,
-            AttendanceEvent.channel,
-            AttendanceEvent.at,
-            sa.and_(
-                Registration.status == RegistrationStatus.APPROVED,
-                Registration.category == Category.PARTY,
-            ).label("counts"),
-        )
-        .join(Registration, Registration.id == AttendanceEvent.registration_id)
-        .outerjoin(Party, Party.id == AttendanceEvent.party_id)
-        .where(AttendanceEvent.session_id == meeting_session.id)
-    ).all()
-    starts = [at for at in (meeting_session.opened_at, min((row.at for row in rows), default=None)) if at]
-    if not starts:
-        return []
-    start = min(starts)
-    end = now
-    if meeting_session.state == SessionState.CLOSED and meeting_session.closed_at:
-        end = min(end, meeting_session.closed_at)
-    events = [
+    approved = db.execute(_APPROVED_FINGERPRINT, {"meeting_id": meeting_session.segment.meeting_id}).one()
+    key = (frozenset(counted), tuple(approved))
+    with _running.kept(db.get_bind().engine, meeting_session.id) as kept:
+        if kept.key != key:
+            kept.start_over(key)
+        rows = db.execute(_LOG_SINCE, {"session_id": meeting_session.id, "after": kept.last_id}).all()
+        logged = db.scalar(_LOGGED, {"session_id": meeting_session.id})
+        # An event committed late with a lower id than one already read: the count tells.
+        if kept.fold.events + len(rows) != logged or not kept.fold.add(_events(rows, counted)):
+            kept.start_over(key)
+            rows = db.execute(_LOG_SINCE, {"session_id": meeting_session.id, "after": 0}).all()
+            kept.fold.add(_events(rows, counted))
+        if rows:
+            kept.last_id = max(kept.last_id, rows[-1].id)
+        starts = [at for at in (meeting_session.opened_at, kept.fold.first) if at]
+        if not starts:
+            return []
+        start = min(starts)
+        end = now
+        if meeting_session.state == SessionState.CLOSED and meeting_session.closed_at:
+            end = min(end, meeting_session.closed_at)
+        points = kept.fold.points(start, max(start, end))
+    return [[at.isoformat(), count] for at, count in points]
+
+
+_APPROVED_FINGERPRINT = sa.select(
+    sa.func.count(Registration.id), sa.func.coalesce(sa.func.sum(Registration.id), 0)
+).where(
+    Registration.meeting_id == sa.bindparam("meeting_id"),
+    Registration.status == RegistrationStatus.APPROVED,
+    Registration.category == Category.PARTY,
+)
+_LOG_SINCE = (
+    sa.select(
+        AttendanceEvent.id,
+        AttendanceEvent.user_id,
+        Party.code,
+        AttendanceEvent.kind,
+        AttendanceEvent.channel,
+        AttendanceEvent.at,
+        sa.and_(
+            Registration.status == RegistrationStatus.APPROVED,
+            Registration.category == Category.PARTY,
+        ).label("counts"),
+    )
+    .join(Registration, Registration.id == AttendanceEvent.registration_id)
+    .outerjoin(Party, Party.id == AttendanceEvent.party_id)
+    .where(AttendanceEvent.session_id == sa.bindparam("session_id"), AttendanceEvent.id > sa.bindparam("after"))
+    .order_by(AttendanceEvent.id)
+)
+_LOGGED = sa.select(sa.func.count()).where(AttendanceEvent.session_id == sa.bindparam("session_id"))
+
+
+def _events(rows, counted: set[str]) -> list[timeline.Event]:
+    return [
         timeline.Event(
             participant=row.user_id,
             party=row.code if row.counts and row.code in counted else None,
@@ -145,7 +182,45 @@ def timeline_points(db: Session, meeting_session: MeetingSession, counted: set[s
         )
         for row in rows
     ]
-    return [[at.isoformat(), count] for at, count in timeline.parties_present(events, start, max(start, end))]
+
+
+class _Kept:
+    """A session's running fold, the key it was folded for and the last event id read."""
+
+    __slots__ = ("fold", "key", "last_id", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.key: tuple | None = None
+        self.fold = timeline.Running()
+        self.last_id = 0
+
+    def start_over(self, key: tuple) -> None:
+        self.key, self.fold, self.last_id = key, timeline.Running(), 0
+
+
+class _RunningTimelines:
+    """The running folds of the sessions watched lately, per database engine (at most `limit` sessions each)."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self.limit = limit
+        self._by_engine: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def kept(self, engine, session_id: int):
+        """The session's fold, held by the caller alone until it is done."""
+        with self._lock:
+            folds = self._by_engine.setdefault(engine, collections.OrderedDict())
+            kept = folds.pop(session_id, None) or _Kept()
+            folds[session_id] = kept
+            while len(folds) > self.limit:
+                folds.popitem(last=False)
+        with kept.lock:
+            yield kept
+
+
+_running = _RunningTimelines()
 
 
 class _Timelines:

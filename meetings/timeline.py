@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import heapq
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from itertools import groupby
@@ -71,3 +73,112 @@ def parties_present(events: Iterable[Event], start: dt.datetime, end: dt.datetim
     if end > points[-1][0]:
         points.append((end, points[-1][1]))
     return points
+
+
+def _second(at: dt.datetime) -> dt.datetime:
+    return at.replace(microsecond=0)
+
+
+def _order(event: Event) -> tuple[dt.datetime, int]:
+    return (event.at, event.seq)
+
+
+class _Fold:
+    """Who is inside and which Parties are present after some events; the count at each second it changed."""
+
+    __slots__ = ("changes", "inside", "ways_in")
+
+    def __init__(self, inside: dict | None = None, ways_in: dict | None = None, changes: list | None = None) -> None:
+        self.inside: dict[tuple[Hashable, str], Hashable] = inside or {}
+        self.ways_in: dict[Hashable, int] = ways_in or {}
+        self.changes: list[Point] = changes or []
+
+    def copy(self) -> _Fold:
+        return _Fold(dict(self.inside), dict(self.ways_in), list(self.changes))
+
+    def fold(self, events: Iterable[Event]) -> None:
+        """Fold events, in (at, seq) order and none before the last second folded."""
+        for second, moment in groupby(events, key=lambda e: _second(e.at)):
+            for event in moment:
+                if event.party is None:
+                    continue
+                key = (event.participant, event.channel)
+                if event.kind == ENTRY and key not in self.inside:
+                    self.inside[key] = event.party
+                    self.ways_in[event.party] = self.ways_in.get(event.party, 0) + 1
+                elif event.kind == EXIT and key in self.inside:
+                    party = self.inside.pop(key)
+                    self.ways_in[party] -= 1
+                    if not self.ways_in[party]:
+                        del self.ways_in[party]
+            count = len(self.ways_in)
+            changes = self.changes
+            if changes and changes[-1][0] == second:  # more of a second already folded
+                before = changes[-2][1] if len(changes) > 1 else 0
+                if count == before:
+                    changes.pop()
+                else:
+                    changes[-1] = (second, count)
+            elif count != (changes[-1][1] if changes else 0):
+                changes.append((second, count))
+
+
+class Running:
+    """parties_present to the second, kept up to date as the log grows: each event folded about once.
+
+    A dashboard that opens or resyncs wants the timeline so far, and a session's log grows by
+    thousands of events an hour: folding it whole each time would cost more each time. This keeps
+    the fold. Events may come late (the exit of a lapsed online presence is dated back to when it
+    was last seen): those less than `window` older than the newest are folded again with the recent
+    events after them; add() refuses older ones, and the caller starts over from the whole log.
+
+    points(start, end) equals parties_present() of the same events, in the order they happened but
+    each at its whole second (tests/test_timeline.py): several events within a second make at most
+    one point, the count after the last of them.
+    """
+
+    def __init__(self, window: dt.timedelta = dt.timedelta(minutes=3)) -> None:
+        self.window = window
+        self.events = 0  # how many were folded
+        self.first: dt.datetime | None = None  # the earliest event's time
+        self._horizon: dt.datetime | None = None  # a whole second: every event before it is in _base
+        self._base = _Fold()
+        self._recent: list[Event] = []  # the events from the horizon on, in (at, seq) order
+        self._head = _Fold()  # _base, then _recent
+
+    def add(self, events: Iterable[Event]) -> bool:
+        """Fold more events of the log; False (and nothing folded) if one is older than the window kept."""
+        new = sorted(events, key=_order)
+        if not new:
+            return True
+        if self._horizon is not None and new[0].at < self._horizon:
+            return False
+        self.events += len(new)
+        self.first = min(self.first, new[0].at) if self.first else new[0].at
+        if not self._recent or _order(new[0]) >= _order(self._recent[-1]):
+            self._recent.extend(new)
+            self._head.fold(new)
+        else:  # late: the recent events again, from the base
+            self._recent = list(heapq.merge(self._recent, new, key=_order))
+            self._head = self._base.copy()
+            self._head.fold(self._recent)
+        horizon = _second(self._recent[-1].at - self.window)
+        if self._horizon is None or horizon > self._horizon:
+            settled = bisect.bisect_left(self._recent, horizon, key=lambda event: event.at)
+            self._base.fold(self._recent[:settled])
+            del self._recent[:settled]
+            self._horizon = horizon
+        return True
+
+    def points(self, start: dt.datetime, end: dt.datetime) -> list[Point]:
+        """As parties_present(): the count at start, then each second it changed up to end, then end."""
+        changes = self._head.changes
+        before = bisect.bisect_right(changes, start, key=lambda point: point[0])
+        points: list[Point] = [(start, changes[before - 1][1] if before else 0)]
+        for at, count in changes[before:]:
+            if at > end:
+                break
+            points.append((at, count))
+        if end > points[-1][0]:
+            points.append((end, points[-1][1]))
+        return points

@@ -18,6 +18,8 @@ from meetings.models import (
     EventKind,
     Party,
     RegionalGroup,
+    Registration,
+    RegistrationStatus,
     SegmentKind,
     Source,
 )
@@ -473,3 +475,50 @@ def test_dashboards_opening_together_share_one_fold_of_the_timeline(
         # Closed a moment later: its timeline ends at the close at once, not a minute later.
         assert dashboard.initial(db, online_session, clock())["timeline"] == iso([(start, 0), (ana_in, 1), (closed, 0)])
         assert len(folds) == 2
+
+
+def test_the_timeline_kept_between_dashboards_follows_the_log_as_a_fold_of_the_whole_log_would(
+    app, db, officer, online_session, make_delegate, clock, monkeypatch
+):
+    """Each dashboard reads only what was logged since the last; late exits and withdrawals are folded right."""
+    ana, _ = make_delegate("CHE")
+    kofi, _ = make_delegate("GHA")
+    lena, _ = make_delegate("DEU")
+    start = opened(db, online_session, officer, clock)
+
+    def timeline():
+        kept = dashboard.initial(db, online_session, clock())["timeline"]
+        monkeypatch.setattr(dashboard, "_running", dashboard._RunningTimelines())  # forget the fold
+        whole = dashboard.initial(db, online_session, clock())["timeline"]
+        monkeypatch.undo()
+        assert kept == whole
+        return kept
+
+    clock.advance(60)
+    move(db, online_session, ana, clock)
+    ana_in = clock()
+    assert timeline() == iso([(start, 0), (ana_in, 1)])
+    last_seen = clock.advance(30)
+    services.online_seen(db, online_session.id, ana.id, last_seen)
+    db.commit()
+    clock.advance(30)
+    move(db, online_session, kofi, clock)
+    kofi_in = clock()
+    clock.advance(10)
+    move(db, online_session, lena, clock)
+    lena_in = clock()
+    assert timeline() == iso([(start, 0), (ana_in, 1), (kofi_in, 2), (lena_in, 3)])
+
+    # Ana's lapse, logged now, dated back to when she was last seen: before Kofi and Lena came.
+    clock.advance(app.config["PRESENCE_GRACE_SECONDS"])
+    for user in (kofi, lena):
+        services.online_seen(db, online_session.id, user.id, clock())
+    services.end_lapsed_presences(db, clock() - dt.timedelta(seconds=app.config["PRESENCE_GRACE_SECONDS"]))
+    db.commit()
+    assert timeline() == iso([(start, 0), (ana_in, 1), (last_seen, 0), (kofi_in, 1), (lena_in, 2), (clock(), 2)])
+
+    # Kofi's registration no longer approved (withdrawn): he no longer counts, back to his arrival.
+    registration = db.scalar(sa.select(Registration).where(Registration.user_id == kofi.id))
+    registration.status = RegistrationStatus.WITHDRAWN
+    db.commit()
+    assert timeline() == iso([(start, 0), (ana_in, 1), (last_seen, 0), (lena_in, 1), (clock(), 1)])
