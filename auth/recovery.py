@@ -56,12 +56,16 @@ def _audit(db: Session, user: User, action: str, now: dt.datetime, **detail) -> 
 
 
 def issue(db: Session, user: User, now: dt.datetime, hash_method: str, *, reason: str) -> list[str]:
-    """Ten new codes for the account, replacing any earlier ones; they are returned formatted, to be shown once."""
-    earlier = db.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id)).rowcount
+    """Ten new codes for the account, replacing any earlier ones; they are returned formatted, to be shown once.
+
+    The codes are hashed before anything is written: ten hashes take about a second, and a
+    transaction that has written holds SQLite's write lock meanwhile (the caller commits what it
+    wrote before calling).
+    """
     codes = [new_code() for _ in range(COUNT)]
-    db.add_all(
-        RecoveryCode(user_id=user.id, code_hash=hash_password(code, hash_method), created_at=now) for code in codes
-    )
+    hashes = [hash_password(code, hash_method) for code in codes]
+    earlier = db.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id)).rowcount
+    db.add_all(RecoveryCode(user_id=user.id, code_hash=code_hash, created_at=now) for code_hash in hashes)
     _audit(db, user, "user.recovery_codes_issued", now, reason=reason, replaced=earlier)
     db.flush()
     return [formatted(code) for code in codes]

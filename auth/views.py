@@ -190,6 +190,7 @@ def enrol():
             status = 401
         else:
             throttle.succeeded(db, user.email)
+            db.commit()  # the enrolment stands; hashing the codes then holds no lock (recovery.issue)
             codes = recovery.issue(db, user, now(), current_app.config["PASSWORD_HASH_METHOD"], reason="enrolment")
             db.commit()
             next_url = _finish_login(user)
@@ -349,6 +350,7 @@ def regenerate_recovery_codes():
         form.code.errors.append(exc.message)
         return _account_page(form, 401)
     throttle.succeeded(db, user.email)
+    db.commit()  # the code is used; hashing the new ones then holds no lock (recovery.issue)
     codes = recovery.issue(db, user, now(), current_app.config["PASSWORD_HASH_METHOD"], reason="renewed")
     db.commit()
     _keep_codes(codes, url_for("auth.account"))

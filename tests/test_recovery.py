@@ -239,3 +239,36 @@ def test_the_account_page_needs_a_login(client):
 def test_a_recovery_code_needs_the_password_first(client):
     response = client.get("/auth/login/recovery")
     assert response.status_code == 302 and response.headers["Location"].endswith("/auth/login")
+
+
+def test_while_codes_are_hashed_the_database_is_free_for_other_writers(
+    app, db, make_user, clock, database_url, monkeypatch
+):
+    """Ten hashes take a second: on SQLite, a transaction holding the write lock meanwhile would stall every writer."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's database-wide write lock")
+    elsewhere = sa.create_engine(database_url, connect_args={"timeout": 0})
+    locked = []
+    real = recovery.hash_password
+
+    def hash_while_checking(*args):
+        with elsewhere.connect() as connection:
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.exec_driver_sql("ROLLBACK")
+                locked.append(False)
+            except sa.exc.OperationalError:
+                locked.append(True)
+        return real(*args)
+
+    monkeypatch.setattr(recovery, "hash_password", hash_while_checking)
+    client, _, secret, _ = enrol(app, db, make_user, clock)
+    clock.advance(30)
+    token = csrf_token(client, "/auth/account")
+    renewed = client.post(
+        "/auth/account/recovery-codes", data={"code": totp.code_at(secret, clock()), "csrf_token": token}
+    )
+    elsewhere.dispose()
+
+    assert renewed.headers["Location"].endswith("/auth/recovery-codes")
+    assert locked == [False] * 20  # ten at enrolment, ten renewed
