@@ -15,7 +15,7 @@ nonce after a failed commit still counts once.
 A unit may also name a batch that can run it together with others of its kind (run(work,
 batch=(batcher, item))): the committer hands the batcher every such item of the group at once, in a
 savepoint of its own, and runs alone whatever the batcher leaves out or, if the batcher fails, all
-of them. Online check-ins run so (meetings/online_batch.py): a group with one statement per kind
+of them. Online check-ins run so (meetings/online.py): a group with one statement per kind
 rather than a dozen per check-in.
 
 On SQLite the group's transaction takes the write lock as it begins (BEGIN IMMEDIATE), waiting
@@ -134,29 +134,6 @@ class GroupCommits:
                     if unit.error is None:
                         unit.error = exc if isinstance(exc, Exception) else RuntimeError("commit interrupted")
                     unit.done.set()
-
-    def _batches(self, db: Session, group: list[_Unit]) -> set[_Unit]:
-        """Run the group's batchable units by batch; the units done."""
-        batches: dict[Batcher, list[_Unit]] = {}
-        for unit in group:
-            if unit.batch is not None:
-                batches.setdefault(unit.batch[0], []).append(unit)
-        done: set[_Unit] = set()
-        for batcher, units in batches.items():
-            try:
-                with db.begin_nested():
-                    results = batcher(db, [unit.batch[1] for unit in units])
-            except (Stale, SQLAlchemyError) as exc:
-                # Another process got there first, say: every unit runs alone, and finds out.
-                log.info("group commit: a batch of %d ran one by one: %s", len(units), type(exc).__name__)
-                continue
-            except Exception:
-                log.exception("group commit: a batch of %d failed unexpectedly and ran one by one", len(units))
-                continue
-            for index, result in results.items():
-                units[index].result = result
-                done.add(units[index])
-        return done
 
     def _commit(self, group: list[_Unit]) -> None:
         with self.app.app_context():

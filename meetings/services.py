@@ -56,7 +56,7 @@ class CheckInError(MeetingError):
 # A nonce from a page, a kiosk or a form. The server's own (an exit at the close, the exit of a
 # lapsed presence) contain ":", which this refuses: no one can take one first and so keep a
 # presence from ending.
-NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" would let a final newline through
 
 
 def system_nonce(*parts: object) -> str:

@@ -337,7 +337,7 @@ def test_malformed_payloads_are_refused_with_a_reason(app, opened, delegate, eve
     assert ack["ok"] is False and ack["error"]["code"] == "bad_request" and message in ack["error"]["message"]
 
 
-@pytest.mark.parametrize("nonce", ["short", "x" * 65, "spaces are not allowed", 12345678, None])
+@pytest.mark.parametrize("nonce", ["short", "x" * 65, "spaces are not allowed", 12345678, None, "newline-at-the-end\n"])
 def test_bad_nonces_are_refused(app, opened, delegate, nonce):
     ack = emit(socket_client(app, delegate[1]), "check_in", {"session_id": opened.id, "nonce": nonce})
     assert ack["error"]["code"] == "bad_nonce"
