@@ -130,7 +130,11 @@ _END_PRESENCES = sa.delete(Presence.__table__).where(
     Presence.channel == Channel.ONLINE,
     Presence.since == sa.bindparam("since_at"),
 )
-_INSERT_EVENTS = sa.insert(AttendanceEvent.__table__).returning(AttendanceEvent.id, sort_by_parameter_order=True)
+# The new rows' ids come back in no particular order (asking for the order of the rows makes
+# SQLAlchemy insert them one by one on SQLite): each is matched to its row by session and nonce.
+_INSERT_EVENTS = sa.insert(AttendanceEvent.__table__).returning(
+    AttendanceEvent.id, AttendanceEvent.session_id, AttendanceEvent.nonce
+)
 # On PostgreSQL, one array per column: a statement as short for two hundred rows as for one. (The
 # driver rewrites a statement's placeholders each time it runs a long one: a multi-row insert of a
 # couple of hundred rows costs more in that than on the server.)
@@ -330,12 +334,11 @@ def _open_presences(conn: sa.Connection, rows: list[dict]) -> None:
 
 def _log_events(conn: sa.Connection, rows: list[dict]) -> list[int]:
     """Insert the events; their ids, in the order of rows."""
-    if conn.dialect.name != "postgresql":
-        return conn.execute(_INSERT_EVENTS, rows).scalars().all()
-    ids = {
-        (session_id, nonce): id_
-        for id_, session_id, nonce in conn.execute(_UNNEST_EVENTS, _columns(rows, _EVENT_COLUMNS))
-    }
+    if conn.dialect.name == "postgresql":
+        inserted = conn.execute(_UNNEST_EVENTS, _columns(rows, _EVENT_COLUMNS))
+    else:
+        inserted = conn.execute(_INSERT_EVENTS, rows)
+    ids = {(session_id, nonce): id_ for id_, session_id, nonce in inserted}
     return [ids[row["session_id"], row["nonce"]] for row in rows]  # a nonce is once per session
 
 
