@@ -112,6 +112,7 @@ class Sizes:
     storm_think: float = 0.5
     storm_before: float = 10.0
     soak_seconds: float = 1800.0  # 7
+    soak_warmup: float = 120.0  # caches and the dashboards' kept timelines fill up before memory is first read
     soak_delegates: int = 100
     soak_dashboards: int = 100
     soak_think: float = 1.0
@@ -139,6 +140,7 @@ QUICK = Sizes(
     storm_think=0.2,
     storm_before=1.5,
     soak_seconds=2.0,
+    soak_warmup=0.5,
     soak_delegates=10,
     soak_dashboards=5,
     soak_think=0.2,
@@ -1383,7 +1385,8 @@ class Run:
             f"7. Soak, {target.label} ({target.durability}), one process",
             f"   measured: for {s.soak_seconds:g} s, {s.soak_delegates} delegates check in and out at a steady pace "
             f"(each every {s.soak_think:g} s on average) while {s.soak_dashboards} dashboards watch (watch_session "
-            f"again every {s.resync:g} s); the server worker's VmRSS after {s.warmup:g} s of warm-up and at the end",
+            f"again every {s.resync:g} s); the server worker's VmRSS after {s.soak_warmup:g} s of warm-up and at "
+            "the end",
         )
         server = shared or self.start_app(target, f"soak-{target.kind}", s.soak_delegates + s.soak_dashboards)
         samples: list[tuple[float, int]] = []
@@ -1397,7 +1400,7 @@ class Run:
                 delegates=cookies(self.secret_key, target.delegates[: s.soak_delegates]),
                 officers=cookies(self.secret_key, target.officers[: s.soak_dashboards]),
                 think=s.soak_think,
-                warmup=s.warmup,
+                warmup=s.soak_warmup,
                 seconds=s.soak_seconds,
                 samples=s.soak_samples,
                 resync=s.resync,
