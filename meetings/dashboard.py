@@ -45,7 +45,7 @@ def state(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dic
     """The session's quorum now. Parties in `present` map to how they are present: online, in_person or both."""
     meeting = meeting_session.segment.meeting
     # One read of the presences for all of it: a delegate may leave between two reads.
-    users, by_party = services.presences_by_party(db, meeting_session)
+    participants, by_party = services.presence_summary(db, meeting_session)
     q = services.session_quorum(db, meeting_session, set(by_party))
     present = {code: _channel_label(by_party[code]) for code in q.present_codes}
     accepted = 0
@@ -59,9 +59,6 @@ def state(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dic
                 Party.code.in_(q.present_codes),
             )
         )
-    participants_by_channel = {"online": 0, "in_person": 0, BOTH: 0}
-    for channels in users.values():
-        participants_by_channel[_channel_label(channels)] += 1
     return {
         "session_id": meeting_session.id,
         "state": meeting_session.state.value,
@@ -73,8 +70,8 @@ def state(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dic
         "can_open": q.can_open,
         "can_decide": q.can_decide,
         "credentials_accepted": accepted,
-        "participants_present": len(users),
-        "participants_by_channel": participants_by_channel,
+        "participants_present": sum(participants.values()),
+        "participants_by_channel": participants,
         "present": present,
     }
 

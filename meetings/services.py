@@ -749,44 +749,68 @@ def online_disconnected(
 # Quorum ------------------------------------------------------------------------------------
 
 
-def presences_by_party(
-    db: Session, meeting_session: MeetingSession
-) -> tuple[dict[int, frozenset[str]], dict[str, frozenset[str]]]:
-    """Who is present, each with their channels, and the Parties present, each with the channels of its delegates.
+class PresenceSummary(NamedTuple):
+    """How many are present through each channel, and the Parties present with their delegates' channels."""
 
-    One read of the presences for both: a delegate may leave between two reads. A Party is present
-    through its delegates whose registration is approved.
-    """
-    rows = db.execute(
-        sa.select(Presence.user_id, Presence.channel, Party.code)
+    participants: dict[str, int]  # "online", "in_person", "both"
+    parties: dict[str, frozenset[str]]
+
+
+def _presence_summary_statement() -> sa.CompoundSelect:
+    session_id = sa.bindparam("session_id")
+    per_participant = (
+        sa.select(sa.func.count(Presence.channel).label("ways"), sa.func.min(Presence.channel).label("channel"))
+        .where(Presence.session_id == session_id)
+        .group_by(Presence.user_id)
+        .subquery()
+    )
+    participants = sa.select(
+        sa.null().label("code"), per_participant.c.ways, per_participant.c.channel, sa.func.count().label("n")
+    ).group_by(per_participant.c.ways, per_participant.c.channel)
+    parties = (
+        sa.select(
+            Party.code, sa.func.count(sa.distinct(Presence.channel)), sa.func.min(Presence.channel), sa.literal(0)
+        )
         .select_from(Presence)
-        .outerjoin(
+        .join(
             Registration,
             sa.and_(
                 Registration.user_id == Presence.user_id,
-                Registration.meeting_id == meeting_session.segment.meeting_id,
+                Registration.meeting_id == sa.bindparam("meeting_id"),
                 Registration.status == RegistrationStatus.APPROVED,
                 Registration.category == Category.PARTY,
             ),
         )
-        .outerjoin(Party, Party.id == Registration.party_id)
-        .where(Presence.session_id == meeting_session.id)
+        .join(Party, Party.id == Registration.party_id)
+        .where(Presence.session_id == session_id)
+        .group_by(Party.code)
     )
-    users: dict[int, set[str]] = {}
-    parties: dict[str, set[str]] = {}
-    for user_id, channel, code in rows:
-        users.setdefault(user_id, set()).add(channel.value)
-        if code is not None:
-            parties.setdefault(code, set()).add(channel.value)
-    return (
-        {user_id: frozenset(chs) for user_id, chs in users.items()},
-        {code: frozenset(chs) for code, chs in parties.items()},
-    )
+    return sa.union_all(participants, parties)
+
+
+# Counted by the database, in one statement (one snapshot of the presences: a delegate may leave
+# between two): dashboards ask ten times a second while thousands are present.
+_PRESENCE_SUMMARY = _presence_summary_statement()
+BOTH_CHANNELS = frozenset(channel.value for channel in Channel)
+
+
+def presence_summary(db: Session, meeting_session: MeetingSession) -> PresenceSummary:
+    """Who is present through which channels, counted; and which Parties, through their approved delegates."""
+    participants = {"online": 0, "in_person": 0, "both": 0}
+    parties: dict[str, frozenset[str]] = {}
+    params = {"session_id": meeting_session.id, "meeting_id": meeting_session.segment.meeting_id}
+    for code, ways, channel, n in db.execute(_PRESENCE_SUMMARY, params):
+        channels = BOTH_CHANNELS if ways > 1 else frozenset({Channel(channel).value})
+        if code is None:
+            participants["both" if ways > 1 else Channel(channel).value] += n
+        else:
+            parties[code] = channels
+    return PresenceSummary(participants, parties)
 
 
 def present_parties_channels(db: Session, meeting_session: MeetingSession) -> dict[str, frozenset[str]]:
     """Parties with an approved delegate present, each with the channels its delegates are present through."""
-    return presences_by_party(db, meeting_session)[1]
+    return presence_summary(db, meeting_session).parties
 
 
 def session_quorum(db: Session, meeting_session: MeetingSession, present_codes: set[str] | None = None) -> Quorum:
