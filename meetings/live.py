@@ -48,6 +48,7 @@ class Live:
         self.sweep_every = float(app.config["PRESENCE_SWEEP_SECONDS"])
         self.grace = dt.timedelta(seconds=app.config["PRESENCE_GRACE_SECONDS"])
         self._dirty: set[int] = set()
+        self._told: dict[int, str] = {}  # the state each session's attendees were last told, by this process
         self._lock = threading.Lock()
         self._running = False
         self._stopping = False
@@ -126,9 +127,14 @@ class Live:
             return
         state = dashboard.state(db, meeting_session, now())
         self.socketio.emit("quorum_updated", state, to=officers_room(session_id), namespace=NAMESPACE)
-        self.socketio.emit(
-            "session_updated",
-            {"session_id": session_id, "state": meeting_session.state.value},
-            to=attendees_room(session_id),
-            namespace=NAMESPACE,
-        )
+        # Delegates' pages only need the session's state (a page checks in again when it opens): told
+        # when it changes, not ten times a second to thousands of pages while check-ins flow.
+        with self._lock:
+            told, self._told[session_id] = self._told.get(session_id), meeting_session.state.value
+        if told != meeting_session.state.value:
+            self.socketio.emit(
+                "session_updated",
+                {"session_id": session_id, "state": meeting_session.state.value},
+                to=attendees_room(session_id),
+                namespace=NAMESPACE,
+            )

@@ -219,3 +219,25 @@ def test_each_event_checks_the_login_afresh_even_within_one_app_context(app, db,
         delegate.session_epoch += 1
         db.commit()
         assert emit(page, "heartbeat", {"session_id": online_session.id})["error"]["code"] == "login_required"
+
+
+def test_delegates_pages_hear_of_the_session_when_its_state_changes_not_at_each_check_in(
+    app, officer_client, delegate_client, make_delegate, online_session
+):
+    """A page told "open" checks in again: told at every check-in of thousands, every page would."""
+    officer_client.post(f"/sessions/{online_session.id}/open", data={"csrf_token": csrf_token(officer_client)})
+    browser = socket_client(app, delegate_client)
+    assert emit(browser, "check_in", {"session_id": online_session.id, "nonce": "d" * 20})["recorded"]
+    for n, code in enumerate(["FRA", "NGA", "BRA"]):
+        other = app.test_client()
+        with other.session_transaction() as cookie:
+            cookie["_user_id"] = make_delegate(code)[0].get_id()
+        assert emit(
+            socket_client(app, other), "check_in", {"session_id": online_session.id, "nonce": f"other-{n:04d}"}
+        )["recorded"]
+
+    officer_client.post(f"/sessions/{online_session.id}/suspend", data={"csrf_token": csrf_token(officer_client)})
+    officer_client.post(f"/sessions/{online_session.id}/open", data={"csrf_token": csrf_token(officer_client)})
+
+    told = [p["args"][0]["state"] for p in browser.get_received("/live") if p["name"] == "session_updated"]
+    assert told == ["suspended", "open"]
