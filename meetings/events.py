@@ -268,27 +268,34 @@ class LiveNamespace(Namespace):
     """Check-ins, heartbeats, dashboards and kiosks, for logged-in accounts only."""
 
     def on_connect(self, auth=None):
+        # The login, read as every event reads it (account(): three columns, no ORM): at a plenary's
+        # opening, thousands of pages connect within seconds.
+        who = account()
         # flask_socketio's ConnectionRefusedError: its message reaches the page (Python's own would not).
-        if not current_user.is_authenticated:
+        if who is None:
             raise ConnectionRefusedError("login_required")
         cap = current_app.config["SOCKETIO_MAX_CONNECTIONS"]
         if cap and _connections() > cap:
             # Refused cleanly while descriptors remain: the page tries again later (static/js/live.js).
             raise ConnectionRefusedError("server_busy")
         session[CHECKED_IN_KEY] = []
-        join_room(user_room(current_user.id))
+        join_room(user_room(who.id))
         current_app.extensions["live"].start()
 
     def on_disconnect(self, reason=None):
         """A closed page is not yet a departure: the presence lapses unless a page reconnects within the grace."""
-        if not current_user.is_authenticated:
+        checked_in = session.get(CHECKED_IN_KEY, [])
+        if not checked_in:
+            return  # a dashboard, a kiosk, a page that never checked in: nothing to stamp
+        who = account()
+        if who is None:
             return
         db = get_db()
         try:
             changed = services.online_disconnected(
                 db,
-                session.get(CHECKED_IN_KEY, []),
-                current_user,
+                checked_in,
+                who,
                 now=now(),
                 lapsed_before=current_app.extensions["live"].lapse_cutoff(),
             )

@@ -126,6 +126,7 @@ def test_logging_out_ends_the_other_sessions_and_their_sockets(app, make_user, c
     assert live.is_connected("/live")
     laptop.post("/auth/logout", data={"csrf_token": csrf_token(laptop)})
     assert not live.is_connected("/live")
+    assert not socket_client(app, phone).is_connected("/live")  # its cookie names a login that has ended
     response = phone.get("/sessions/1/dashboard")
     assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
 
@@ -241,3 +242,14 @@ def test_delegates_pages_hear_of_the_session_when_its_state_changes_not_at_each_
 
     told = [p["args"][0]["state"] for p in browser.get_received("/live") if p["name"] == "session_updated"]
     assert told == ["suspended", "open"]
+
+
+def test_a_disabled_account_cannot_connect(app, db, make_delegate):
+    user, _ = make_delegate("CHE")
+    client = app.test_client()
+    with client.session_transaction() as cookie:
+        cookie["_user_id"] = user.get_id()
+    assert socket_client(app, client).is_connected("/live")
+    user.is_enabled = False
+    db.commit()
+    assert not socket_client(app, client).is_connected("/live")
