@@ -120,8 +120,10 @@ def timeline_points(db: Session, meeting_session: MeetingSession, counted: set[s
         if kept.key != key:
             kept.start_over(key)
         rows = db.execute(_LOG_SINCE, {"session_id": meeting_session.id, "after": kept.last_id}).all()
-        logged = db.scalar(_LOGGED, {"session_id": meeting_session.id})
-        # An event committed late with a lower id than one already read: the count tells.
+        # An event committed late with a lower id than one already read: the count of events up to
+        # the last id read tells (events committed since, with higher ids, are left to the next call).
+        upto = rows[-1].id if rows else kept.last_id
+        logged = db.scalar(_LOGGED, {"session_id": meeting_session.id, "upto": upto})
         if kept.fold.events + len(rows) != logged or not kept.fold.add(_events(rows, counted)):
             kept.start_over(key)
             rows = db.execute(_LOG_SINCE, {"session_id": meeting_session.id, "after": 0}).all()
@@ -164,7 +166,9 @@ _LOG_SINCE = (
     .where(AttendanceEvent.session_id == sa.bindparam("session_id"), AttendanceEvent.id > sa.bindparam("after"))
     .order_by(AttendanceEvent.id)
 )
-_LOGGED = sa.select(sa.func.count()).where(AttendanceEvent.session_id == sa.bindparam("session_id"))
+_LOGGED = sa.select(sa.func.count()).where(
+    AttendanceEvent.session_id == sa.bindparam("session_id"), AttendanceEvent.id <= sa.bindparam("upto")
+)
 
 
 def _events(rows, counted: set[str]) -> list[timeline.Event]:

@@ -522,3 +522,48 @@ def test_the_timeline_kept_between_dashboards_follows_the_log_as_a_fold_of_the_w
     registration.status = RegistrationStatus.WITHDRAWN
     db.commit()
     assert timeline() == iso([(start, 0), (ana_in, 1), (last_seen, 0), (lena_in, 1), (clock(), 1)])
+
+
+def test_a_check_in_committed_while_a_dashboard_reads_the_log_waits_for_the_next_read_without_a_whole_fold(
+    app, db, officer, online_session, make_delegate, clock, monkeypatch
+):
+    """Check-ins commit all the time: one landing between the read of new events and their count is no reason
+    to fold the whole log again (on a long session, seconds of a process's time)."""
+    ana, _ = make_delegate("CHE")
+    kofi, _ = make_delegate("GHA")
+    start = opened(db, online_session, officer, clock)
+    clock.advance(60)
+    move(db, online_session, ana, clock)
+    ana_in = clock()
+    assert dashboard.initial(db, online_session, clock())["timeline"] == iso([(start, 0), (ana_in, 1)])
+    folds_again = []
+    start_over = dashboard._Kept.start_over
+    monkeypatch.setattr(
+        dashboard._Kept, "start_over", lambda kept, key: (folds_again.append(key), start_over(kept, key))
+    )
+    clock.advance(60)
+    kofi_in = clock()
+
+    def kofi_checks_in_meanwhile(conn, cursor, statement, *args):
+        if "attendance_events.id >" in statement and not folds_again and not meanwhile:
+            meanwhile.append(1)
+            elsewhere = app.extensions["db_sessionmaker"]()
+            move(
+                elsewhere,
+                elsewhere.get(type(online_session), online_session.id),
+                elsewhere.get(type(kofi), kofi.id),
+                clock,
+            )
+            elsewhere.close()
+
+    meanwhile = []
+    engine = db.get_bind().engine
+    sa.event.listen(engine, "after_cursor_execute", kofi_checks_in_meanwhile)
+    try:
+        first = dashboard.initial(db, online_session, clock())["timeline"]
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", kofi_checks_in_meanwhile)
+
+    assert meanwhile and first == iso([(start, 0), (ana_in, 1), (clock(), 1)])
+    assert dashboard.initial(db, online_session, clock())["timeline"] == iso([(start, 0), (ana_in, 1), (kofi_in, 2)])
+    assert folds_again == []
