@@ -25,12 +25,16 @@ for module in ("aiohttp", "gunicorn", "gevent"):
 
 
 def services() -> list[str]:
-    """The benchmark's own PostgreSQL database and Redis database, next to the test suite's, when both are given."""
+    """The benchmark's own PostgreSQL database and Redis database, next to the test suite's, when both are given.
+
+    Not the benchmark's defaults (bench_live, Redis /5): the suite would empty them under a full
+    benchmark running on the same machine.
+    """
     postgres, redis = os.environ.get("TEST_POSTGRES_URL"), os.environ.get("TEST_REDIS_URL")
     if not (postgres and redis):
         return ["--no-postgres"]
-    bench_postgres = sa.engine.make_url(postgres).set(database="bench_live").render_as_string(hide_password=False)
-    bench_redis = re.sub(r"(/\d+)?$", "/5", redis, count=1)
+    bench_postgres = sa.engine.make_url(postgres).set(database="bench_live_test").render_as_string(hide_password=False)
+    bench_redis = re.sub(r"(/\d+)?$", "/6", redis, count=1)
     return ["--postgres", bench_postgres, "--redis", bench_redis]
 
 
