@@ -185,6 +185,16 @@ def _events(rows, counted: set[str]) -> list[timeline.Event]:
     ]
 
 
+def _late_window() -> dt.timedelta:
+    """How late an event may come and still be folded in place: a lapse's exit is dated back by up to
+    the grace period and the sweep's interval; a kiosk's queued scans later still refold the log."""
+    if not has_app_context():
+        return timeline.LATE_WINDOW
+    config = current_app.config
+    grace = float(config["PRESENCE_GRACE_SECONDS"]) + float(config["PRESENCE_SWEEP_SECONDS"])
+    return max(timeline.LATE_WINDOW, dt.timedelta(seconds=2 * grace))
+
+
 class _Kept:
     """A session's running fold, the key it was folded for and the last event id read."""
 
@@ -197,7 +207,7 @@ class _Kept:
         self.last_id = 0
 
     def start_over(self, key: tuple) -> None:
-        self.key, self.fold, self.last_id = key, timeline.Running(), 0
+        self.key, self.fold, self.last_id = key, timeline.Running(_late_window()), 0
 
 
 class _RunningTimelines:
@@ -227,10 +237,11 @@ _running = _RunningTimelines()
 class _Timelines:
     """Timelines recently folded, per database engine and session, for a few seconds.
 
-    A timeline folds the session's whole log, and a hundred dashboards ask for it together (the
-    opening of a plenary, a process restarting, the resync every 30 s): within
-    DASHBOARD_TIMELINE_SECONDS they share one fold. A timeline up to a few seconds old is complete
-    once drawn: the state beside it is current, and each broadcast after it adds its point.
+    A timeline reads the log (what was logged since the last read, or all of it after a restart),
+    and a hundred dashboards ask for it together (the opening of a plenary, a process restarting,
+    the resync every 30 s): within DASHBOARD_TIMELINE_SECONDS they share one read. A timeline up to
+    a few seconds old is complete once drawn: the state beside it is current, and each broadcast
+    after it adds its point.
     """
 
     def __init__(self) -> None:

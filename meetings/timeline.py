@@ -123,6 +123,9 @@ class _Fold:
                 changes.append((second, count))
 
 
+LATE_WINDOW = dt.timedelta(minutes=3)  # Running's default: how late an event may come and be folded in place
+
+
 class Running:
     """parties_present to the second, kept up to date as the log grows: each event folded about once.
 
@@ -137,7 +140,7 @@ class Running:
     one point, the count after the last of them.
     """
 
-    def __init__(self, window: dt.timedelta = dt.timedelta(minutes=3)) -> None:
+    def __init__(self, window: dt.timedelta = LATE_WINDOW) -> None:
         self.window = window
         self.events = 0  # how many were folded
         self.first: dt.datetime | None = None  # the earliest event's time
