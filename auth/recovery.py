@@ -89,6 +89,9 @@ def use(db: Session, user: User, text: str, now: dt.datetime) -> int:
     unused = db.scalars(
         sa.select(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
     ).all()
+    # The hashes below take up to a second, more while others log in: no database connection is held
+    # meanwhile (nothing is written yet; the rows stay loaded, expire_on_commit=False).
+    db.commit()
     # Each hash is salted, so each must be checked; there are at most ten.
     match = next((row for row in unused if verify_password(row.code_hash, code)), None)
     if match is not None:

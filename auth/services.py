@@ -70,9 +70,15 @@ def create_user(
 
 
 def check_password(db: Session, email: str, password: str) -> User:
-    """The enabled account with this email and password; the same refusal whatever was wrong."""
+    """The enabled account with this email and password; the same refusal whatever was wrong.
+
+    Ends the session's transaction (call it with nothing to write) once the account is read: the
+    hash can wait its turn for seconds while hundreds of delegates log in, and must not hold a
+    database connection meanwhile (the pool is shared with every check-in of the process).
+    """
     user = find_user(db, email)
     stored = user.password_hash if user is not None else None
+    db.commit()  # the account stays loaded (expire_on_commit=False)
     ok = verify_password(stored or _DUMMY_HASH, password) and stored is not None
     if user is None or not ok or not user.is_enabled:
         raise AuthError("bad_credentials", "That email and password do not match an account.")

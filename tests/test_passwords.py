@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import csrf_token
+from conftest import csrf_token, post_password
 
 from auth import passwords, tokens
-from auth.models import AuditEntry, User
+from auth import services as auth_services
+from auth.models import AuditEntry, Role, User
 from auth.passwords import password_problem
+from db import get_db
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -242,3 +244,20 @@ def test_under_gevent_hashes_run_at_the_lowest_priority_and_the_event_loop_at_it
     hashing, loop = map(int, probe.stdout.split())
     assert hashing == passwords.HASHING_NICE
     assert loop == os.getpriority(os.PRIO_PROCESS, 0) < hashing
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_a_login_holds_no_database_connection_while_its_password_hash_runs(app, client, make_user, monkeypatch, right):
+    """At a plenary's opening, hashes wait their turn for seconds: the check-ins need the pool meanwhile."""
+    user, _secret = make_user(Role.SECRETARIAT)
+    engine = app.extensions["db_engine"]
+    held = []
+
+    def verify(stored: str, password: str) -> bool:
+        held.append((get_db().in_transaction(), engine.pool.checkedout()))
+        return passwords.verify_password(stored, password)
+
+    monkeypatch.setattr(auth_services, "verify_password", verify)
+    response = post_password(client, user.email, "correct horse battery" if right else "not the password at all")
+    assert response.status_code == (302 if right else 401)
+    assert held == [(False, 0)]

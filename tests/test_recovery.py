@@ -272,3 +272,21 @@ def test_while_codes_are_hashed_the_database_is_free_for_other_writers(
 
     assert renewed.headers["Location"].endswith("/auth/recovery-codes")
     assert locked == [False] * 20  # ten at enrolment, ten renewed
+
+
+def test_no_database_connection_is_held_while_a_recovery_code_is_checked(app, db, enrolled, monkeypatch):
+    _, _, _, codes = enrolled
+    db.rollback()  # the test's own session lets go of its connection
+    engine = app.extensions["db_engine"]
+    held = []
+    real = recovery.verify_password
+
+    def verify(stored: str, code: str) -> bool:
+        held.append(engine.pool.checkedout())
+        return real(stored, code)
+
+    monkeypatch.setattr(recovery, "verify_password", verify)
+    client = app.test_client()
+    start_login(client)
+    assert post_recovery(client, codes[-1]).status_code == 302
+    assert held and set(held) == {0}
