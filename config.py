@@ -17,6 +17,11 @@ class Config:
     # None means SQLite in the instance folder (resolved by the app factory).
     DATABASE_URL: str | None = None
     DATABASE_ECHO = False
+    # Connections each process keeps open, and how many more it may open for a while under load
+    # (closed once returned: on PostgreSQL each costs a new backend process). At most
+    # processes x (DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW) against the server's max_connections.
+    DATABASE_POOL_SIZE = 10
+    DATABASE_MAX_OVERFLOW = 10
     # SQLite waits this long for a lock before giving up (milliseconds).
     SQLITE_BUSY_TIMEOUT_MS = 5000
 

@@ -57,10 +57,19 @@ def default_sqlite_url(instance_path: str) -> str:
     return f"sqlite:///{Path(instance_path) / 'cop.sqlite3'}"
 
 
-def make_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> sa.Engine:
-    """An engine for SQLite or PostgreSQL, with SQLite set up for concurrent use (WAL, busy timeout)."""
+def make_engine(
+    url: str, *, echo: bool = False, busy_timeout_ms: int = 5000, pool_size: int = 5, max_overflow: int = 10
+) -> sa.Engine:
+    """An engine for SQLite or PostgreSQL, with SQLite set up for concurrent use (WAL, busy timeout).
+
+    The pool keeps pool_size connections open; up to max_overflow more are opened when needed and
+    closed once returned, which costs PostgreSQL a new backend process each time.
+    """
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000})
+        if url.rstrip("/") in ("sqlite:", "sqlite:///:memory:") or "mode=memory" in url:
+            pool = {}  # one connection per thread: no queue to size
+        engine = sa.create_engine(url, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -83,7 +92,7 @@ def make_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) ->
                 dbapi_connection.execute("BEGIN")
 
         return engine
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+    return sa.create_engine(url, echo=echo, pool_pre_ping=True, **pool)
 
 
 def init_app(app: Flask) -> None:
@@ -96,6 +105,8 @@ def init_app(app: Flask) -> None:
         url,
         echo=app.config.get("DATABASE_ECHO", False),
         busy_timeout_ms=app.config["SQLITE_BUSY_TIMEOUT_MS"],
+        pool_size=app.config["DATABASE_POOL_SIZE"],
+        max_overflow=app.config["DATABASE_MAX_OVERFLOW"],
     )
     app.extensions["db_engine"] = engine
     app.extensions["db_sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
