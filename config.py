@@ -47,6 +47,11 @@ class Config:
     PRESENCE_SWEEP_SECONDS = 1.0
     # Quorum broadcasts are coalesced: at most one per session per this many seconds (0: one per change).
     LIVE_BROADCAST_SECONDS = 0.1
+    # A session's broadcasts take at most this many messages a second in each process (one per
+    # dashboard connected to it): a larger crowd of watchers gets them less often, but at least once
+    # every LIVE_BROADCAST_MAX_SECONDS (0: no limit).
+    LIVE_BROADCAST_FANOUT = 2000
+    LIVE_BROADCAST_MAX_SECONDS = 0.5
     # Dashboards opening or resyncing within this many seconds share one fold of the session's log
     # for the timeline of Parties present (0: each folds it).
     DASHBOARD_TIMELINE_SECONDS = 5.0

@@ -2,7 +2,10 @@
 
 A burst of check-ins at the opening of a plenary must not become a burst of broadcasts: each
 change marks its session, and a background task sends each marked session's state at most once
-per LIVE_BROADCAST_SECONDS, recounted from the committed presences. The same task ends online
+per LIVE_BROADCAST_SECONDS, recounted from the committed presences; a session watched by more
+dashboards than LIVE_BROADCAST_FANOUT messages a second allow is broadcast less often, down to
+once every LIVE_BROADCAST_MAX_SECONDS, so that a crowd of watchers cannot starve the check-ins
+that the broadcasts report. The same task ends online
 presences whose connections have been silent for the grace period. Both only read and write the
 database, so any number of server processes can run them side by side.
 """
@@ -45,10 +48,13 @@ class Live:
         self.app = app
         self.socketio = socketio
         self.broadcast_every = float(app.config["LIVE_BROADCAST_SECONDS"])
+        self.fanout = float(app.config["LIVE_BROADCAST_FANOUT"])
+        self.slowest = max(self.broadcast_every, float(app.config["LIVE_BROADCAST_MAX_SECONDS"]))
         self.sweep_every = float(app.config["PRESENCE_SWEEP_SECONDS"])
         self.grace = dt.timedelta(seconds=app.config["PRESENCE_GRACE_SECONDS"])
         self._dirty: set[int] = set()
         self._told: dict[int, str] = {}  # the state each session's attendees were last told, by this process
+        self._not_before: dict[int, float] = {}  # when each session's next broadcast may go (time.monotonic)
         self._lock = threading.Lock()
         self._running = False
         self._stopping = False
@@ -108,16 +114,37 @@ class Live:
         return changed
 
     def flush(self) -> None:
-        """Send the state of every session changed since the last flush, once each."""
+        """Send the state of every session changed since the last flush and due for a broadcast, once each.
+
+        A session not yet due (its watchers got its state less than spacing() ago) stays marked
+        for a later round.
+        """
         with self._lock:
             pending, self._dirty = self._dirty, set()
-        for session_id in sorted(pending):
-            try:
-                self.send(session_id)
-            except Exception:
-                with self._lock:
-                    self._dirty.add(session_id)
-                raise
+        due = time.monotonic()
+        sent: set[int] = set()
+        try:
+            for session_id in sorted(pending):
+                if self._not_before.get(session_id, 0.0) <= due:
+                    self.send(session_id)
+                    sent.add(session_id)
+                    self._not_before[session_id] = due + self.spacing(session_id)
+        finally:
+            with self._lock:  # those not due yet, and after a failure those not sent, wait for a later round
+                self._dirty |= pending - sent
+
+    def spacing(self, session_id: int) -> float:
+        """The time between two broadcasts of a session: LIVE_BROADCAST_SECONDS, longer for a crowd of watchers.
+
+        Each broadcast is one message per dashboard connected to this process. Past
+        LIVE_BROADCAST_FANOUT messages a second, broadcasts are spaced out so that the crowd gets
+        that many, up to LIVE_BROADCAST_MAX_SECONDS apart: 100 dashboards get ten a second, 1,000
+        one a second (with the defaults).
+        """
+        if self.fanout <= 0:
+            return self.broadcast_every
+        watchers = sum(1 for _ in self.socketio.server.manager.get_participants(NAMESPACE, officers_room(session_id)))
+        return min(self.slowest, max(self.broadcast_every, watchers / self.fanout))
 
     def send(self, session_id: int) -> None:
         """Broadcast a session's committed state to its officers' dashboards and its attendees' pages."""

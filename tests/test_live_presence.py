@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +16,8 @@ from sqlalchemy.exc import OperationalError
 from app import create_app
 from auth.models import Role, User
 from meetings import dashboard, services
+from meetings import live as live_module
+from meetings.live import Live
 from meetings.models import AttendanceEvent, Channel, EventKind, Presence, SegmentKind, Source
 
 GRACE = 60
@@ -427,6 +430,68 @@ def test_bursts_reach_dashboards_coalesced_and_current(database_url, clock, cop4
         live.stop()
         db.close()
         app.extensions["db_engine"].dispose()
+
+
+class _Crowds:
+    """A Socket.IO server stand-in whose officers' rooms hold a given number of dashboards."""
+
+    def __init__(self, watchers: dict[int, int]) -> None:
+        self.watchers = watchers
+        self.server = SimpleNamespace(manager=self)
+
+    def get_participants(self, namespace, room):
+        session_id = int(room.removeprefix("officers:"))
+        yield from ((f"sid-{n}", f"eio-{n}") for n in range(self.watchers.get(session_id, 0)))
+
+
+def test_a_crowd_of_watchers_gets_fewer_broadcasts_but_at_least_two_a_second(database_url, monkeypatch):
+    settings = {"LIVE_BROADCAST_SECONDS": 0.1, "LIVE_BROADCAST_FANOUT": 2000, "LIVE_BROADCAST_MAX_SECONDS": 0.5}
+    app = create_app("testing", {"DATABASE_URL": database_url, **settings})
+    crowd, few = 1, 2
+    live = Live(app, _Crowds({crowd: 1000, few: 100, 3: 500, 4: 10_000}))
+    assert [live.spacing(session_id) for session_id in (few, 3, crowd, 4, 5)] == [0.1, 0.25, 0.5, 0.5, 0.1]
+
+    clock = [100.0]
+    monkeypatch.setattr(live_module.time, "monotonic", lambda: clock[0])
+    sent: list[int] = []
+    monkeypatch.setattr(live, "send", sent.append)
+    monkeypatch.setattr(live, "start", lambda: None)
+    rounds = {}
+    for tick in range(16):  # two seconds of rounds, eight a second, with both sessions changing all along
+        clock[0] = 100.0 + tick * 0.125
+        live.changed(crowd)
+        live.changed(few)
+        live.flush()
+        rounds[tick] = list(sent)
+        sent.clear()
+    assert sum(few in r for r in rounds.values()) == 16
+    assert [tick for tick, r in rounds.items() if crowd in r] == [0, 4, 8, 12]
+    # Not sent yet, not forgotten: the crowd's last change goes out in its next round.
+    clock[0] += 0.5
+    live.flush()
+    assert sent == [crowd]
+
+
+def test_a_broadcast_that_fails_is_tried_again_in_the_next_round(database_url, monkeypatch):
+    app = create_app("testing", {"DATABASE_URL": database_url, "LIVE_BROADCAST_SECONDS": 0.1})
+    live = Live(app, _Crowds({}))
+    monkeypatch.setattr(live, "start", lambda: None)
+    sent: list[int] = []
+
+    def broken(session_id: int) -> None:
+        if session_id == 2:
+            raise OperationalError("SELECT", {}, Exception("the database is down"))
+        sent.append(session_id)
+
+    monkeypatch.setattr(live, "send", broken)
+    for session_id in (1, 2, 3):
+        live.changed(session_id)
+    with pytest.raises(OperationalError):
+        live.flush()
+    assert sent == [1]
+    monkeypatch.setattr(live, "send", sent.append)
+    live.flush()
+    assert sent == [1, 2, 3]
 
 
 def test_an_unexpected_failure_is_acknowledged_without_a_trace(app, opened, delegate, monkeypatch):
