@@ -1112,8 +1112,8 @@ class Run:
         if base is None:
             base, _cpu = self.measure_throughput(server, target, "throughput", s.dashboards)
             self.throughput[target.kind] = base
-        result, cpu = self.measure_throughput(server, target, "fan-out", s.fanout_dashboards)
-        self.say(*self.throughput_lines(result, cpu))
+        result, cpu = self.measure_throughput(server, target, "fan-out", s.fanout_dashboards, self.args.profile)
+        self.say(*self.throughput_lines(result, cpu), *result.get("profile", []))
         ratio = result["rate"] / base["rate"] if base["rate"] else 0.0
         met = ratio >= 0.4 and not result["all_errors"]
         self.say(
@@ -1329,10 +1329,14 @@ class Run:
             addresses=[f"127.0.0.{2 + n}" for n in range(addresses)],
         )
         meter = CpuMeter([server], target.database_name())
+        profile = self.workdir / f"profile-storm-{target.kind}.txt"
+        profiler = Profiler(server, s.login_window, profile) if self.args.profile else None
 
         def on(name: str, _message: dict) -> None:
             if name == "storm_start":
                 meter.begin()
+                if profiler is not None:
+                    profiler.begin()
             elif name == "storm_end":
                 meter.end()
 
@@ -1357,6 +1361,7 @@ class Run:
             f"({times(p99_during, p99_before)} before, {times(p99_during, bare.get('p99'))} bare); errors: "
             f"{errors_text(during.get('errors', {}))}",
             f"   during the storm, {cpu_text(meter.result)}",
+            *(profiler.summary(self.args.app_dir) if profiler is not None else []),
         )
         met = (
             p99_during is not None
@@ -1528,7 +1533,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help=f"write the results here (default: {RESULTS.name} unless --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, jobs, SQLite file)")
     parser.add_argument(
-        "--profile", action="store_true", help="profile the server during benchmark 1 (needs py-spy) and sum it up"
+        "--profile",
+        action="store_true",
+        help="profile the server during benchmarks 1, 3 and 6 (needs py-spy) and sum it up",
     )
     base = FULL
     for name in Sizes.__slots__:
