@@ -55,6 +55,11 @@ class Config:
     # Dashboards opening or resyncing within this many seconds share one fold of the session's log
     # for the timeline of Parties present (0: each folds it).
     DASHBOARD_TIMELINE_SECONDS = 5.0
+    # Dashboards ask for the session's full state again (watch_session) this often, to correct what
+    # live updates cannot (late exits dated back); less often for a crowd, so that the dashboards of
+    # a session ask one process at most DASHBOARD_RESYNC_RATE times a second (0: no limit).
+    DASHBOARD_RESYNC_SECONDS = 30.0
+    DASHBOARD_RESYNC_RATE = 10.0
     # Check-ins, check-outs and heartbeats of many sockets share one transaction and one commit
     # (meetings/commits.py): a group takes every unit waiting, up to GROUP_COMMIT_MAX, gathering for at
     # most GROUP_COMMIT_SECONDS (0: only those already waiting). A socket event is acknowledged after its

@@ -232,6 +232,7 @@ class Dashboard:
         self.broadcasts = 0
         self.newest: dict | None = None
         self.initial_present: int | None = None
+        self.resync_seconds: float | None = None  # when the server asked for the next watch_session
         self.refused: Counter[str] = Counter()  # watch_session refusals, the first one and resyncs
         self.arrivals: list[tuple[float, int]] = []  # (time, participants_present), when recording
 
@@ -262,6 +263,7 @@ class Dashboard:
             self.refused[error] += 1
         else:
             self.keep(ack.get("state") or {})
+            self.resync_seconds = ack.get("resync_seconds")
             if self.initial_present is None and self.newest is not None:
                 self.initial_present = self.newest.get("participants_present")
         return error
@@ -345,15 +347,16 @@ async def connect_delegates(clients: Clients, job: dict, cookies: list[str], tag
 
 
 async def resync(boards: list[Dashboard], every: float, stop: asyncio.Event) -> None:
-    """Every dashboard sends watch_session again every `every` seconds (spread out), as dashboard.js does."""
+    """Every dashboard sends watch_session again when the server said (`every` seconds if it did not), as
+    dashboard.js does: a quarter sooner or later at random."""
     if every <= 0 or not boards:
         return
 
     async def one(board: Dashboard):
-        await _sleep_or_stop(random.uniform(0, every), stop)
+        await _sleep_or_stop(random.uniform(0, board.resync_seconds or every), stop)
         while not stop.is_set():
             await board.watch()
-            await _sleep_or_stop(every, stop)
+            await _sleep_or_stop((board.resync_seconds or every) * random.uniform(0.75, 1.25), stop)
 
     await asyncio.gather(*(one(b) for b in boards))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import functools
 import threading
 import time
 import unicodedata
@@ -41,24 +42,22 @@ def _channel_label(channels: frozenset[str]) -> str:
     return BOTH if len(channels) > 1 else next(iter(channels))
 
 
-def state(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dict:
-    """The session's quorum now. Parties in `present` map to how they are present: online, in_person or both."""
-    meeting = meeting_session.segment.meeting
+def state(db: Session, meeting_session: MeetingSession, now: dt.datetime, parties: list | None = None) -> dict:
+    """The session's quorum now. Parties in `present` map to how they are present: online, in_person or both.
+
+    parties: party_rows(), if the caller has read them already.
+    """
     # One read of the presences for all of it: a delegate may leave between two reads.
     participants, by_party = services.presence_summary(db, meeting_session)
-    q = services.session_quorum(db, meeting_session, set(by_party))
+    if parties is None:
+        parties = party_rows(db, meeting_session)
+    q = services.session_quorum(
+        db, meeting_session, set(by_party), ((row.code, row.entry_into_force_on) for row in parties)
+    )
     present = {code: _channel_label(by_party[code]) for code in q.present_codes}
-    accepted = 0
-    if q.present_codes:
-        accepted = db.scalar(
-            sa.select(sa.func.count(Credentials.id))
-            .join(Party)
-            .where(
-                Credentials.meeting_id == meeting.id,
-                Credentials.status == CredentialsStatus.ACCEPTED,
-                Party.code.in_(q.present_codes),
-            )
-        )
+    counted = set(q.present_codes)
+    # Credentials are one per Party and meeting: those accepted among the Parties counted present.
+    accepted = sum(1 for row in parties if row.code in counted and row.status == CredentialsStatus.ACCEPTED)
     return {
         "session_id": meeting_session.id,
         "state": meeting_session.state.value,
@@ -76,19 +75,28 @@ def state(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dic
     }
 
 
+def party_rows(db: Session, meeting_session: MeetingSession) -> list[sa.Row]:
+    """The Parties of the session's convention, each with its credentials for the meeting (status or None)."""
+    meeting = meeting_session.segment.meeting
+    return db.execute(
+        sa.select(Party.code, Party.name, Party.regional_group, Party.entry_into_force_on, Credentials.status)
+        .outerjoin(Credentials, sa.and_(Credentials.party_id == Party.id, Credentials.meeting_id == meeting.id))
+        .where(Party.convention == meeting.convention)
+    ).all()
+
+
+@functools.lru_cache(maxsize=4096)
 def _name_key(name: str) -> str:
     # "Côte d'Ivoire" sorts with the Cs on every database and locale.
     return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
 
 
-def parties_in_force(db: Session, meeting_session: MeetingSession) -> list[dict]:
-    """Every Party in force on the session's date, by name, with its credentials for the meeting (or None)."""
-    meeting = meeting_session.segment.meeting
-    rows = db.execute(
-        sa.select(Party.code, Party.name, Party.regional_group, Party.entry_into_force_on, Credentials.status)
-        .outerjoin(Credentials, sa.and_(Credentials.party_id == Party.id, Credentials.meeting_id == meeting.id))
-        .where(Party.convention == meeting.convention)
-    ).all()
+def parties_in_force(db: Session, meeting_session: MeetingSession, parties: list | None = None) -> list[dict]:
+    """Every Party in force on the session's date, by name, with its credentials for the meeting (or None).
+
+    parties: party_rows(), if the caller has read them already.
+    """
+    rows = party_rows(db, meeting_session) if parties is None else parties
     in_force = in_force_on(((row.code, row.entry_into_force_on) for row in rows), meeting_session.local_date)
     return [
         {
@@ -282,9 +290,10 @@ def _timeline(db: Session, meeting_session: MeetingSession, counted: set[str], n
 
 def initial(db: Session, meeting_session: MeetingSession, now: dt.datetime) -> dict:
     """state() plus what a dashboard needs once: the Parties in force and the Parties present so far."""
-    parties = parties_in_force(db, meeting_session)
+    rows = party_rows(db, meeting_session)
+    parties = parties_in_force(db, meeting_session, rows)
     return {
-        **state(db, meeting_session, now),
+        **state(db, meeting_session, now, rows),
         "parties": parties,
         "timeline": _timeline(db, meeting_session, {party["code"] for party in parties}, now),
     }

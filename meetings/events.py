@@ -208,7 +208,7 @@ def checked_payload(data: object, allowed: frozenset[str]) -> dict:
 
 def session_from(data: dict) -> MeetingSession:
     """The meeting session a checked payload names."""
-    meeting_session = get_db().get(MeetingSession, _session_id(data))
+    meeting_session = get_db().get(MeetingSession, _session_id(data), options=services.WITH_MEETING)
     if meeting_session is None:
         raise services.MeetingError("not_found", "There is no such session.")
     return meeting_session
@@ -353,7 +353,11 @@ class LiveNamespace(Namespace):
         data = checked_payload(data, SESSION_ONLY)
         meeting_session = session_from(data)
         join_room(officers_room(meeting_session.id))
-        return {"ok": True, "state": dashboard.initial(get_db(), meeting_session, now())}
+        return {
+            "ok": True,
+            "state": dashboard.initial(get_db(), meeting_session, now()),
+            "resync_seconds": current_app.extensions["live"].resync_seconds(meeting_session.id),
+        }
 
     @acknowledged
     def on_kiosk_scan(self, data):

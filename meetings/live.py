@@ -50,6 +50,8 @@ class Live:
         self.broadcast_every = float(app.config["LIVE_BROADCAST_SECONDS"])
         self.fanout = float(app.config["LIVE_BROADCAST_FANOUT"])
         self.slowest = max(self.broadcast_every, float(app.config["LIVE_BROADCAST_MAX_SECONDS"]))
+        self.resync_every = float(app.config["DASHBOARD_RESYNC_SECONDS"])
+        self.resync_rate = float(app.config["DASHBOARD_RESYNC_RATE"])
         self.sweep_every = float(app.config["PRESENCE_SWEEP_SECONDS"])
         self.grace = dt.timedelta(seconds=app.config["PRESENCE_GRACE_SECONDS"])
         self._dirty: set[int] = set()
@@ -143,13 +145,28 @@ class Live:
         """
         if self.fanout <= 0:
             return self.broadcast_every
-        watchers = sum(1 for _ in self.socketio.server.manager.get_participants(NAMESPACE, officers_room(session_id)))
-        return min(self.slowest, max(self.broadcast_every, watchers / self.fanout))
+        return min(self.slowest, max(self.broadcast_every, self.watchers(session_id) / self.fanout))
+
+    def resync_seconds(self, session_id: int) -> float:
+        """How long a dashboard waits before it asks again for the session's full state (watch_session).
+
+        DASHBOARD_RESYNC_SECONDS; longer for a crowd of dashboards, so that those connected to this
+        process ask it at most DASHBOARD_RESYNC_RATE times a second on average: with the defaults,
+        every 30 s up to 300 dashboards, every 100 s for 1,000. Each resync reads the session's
+        state, Parties and timeline; broadcasts keep dashboards current meanwhile.
+        """
+        if self.resync_rate <= 0:
+            return self.resync_every
+        return max(self.resync_every, self.watchers(session_id) / self.resync_rate)
+
+    def watchers(self, session_id: int) -> int:
+        """The dashboards watching the session from this process."""
+        return sum(1 for _ in self.socketio.server.manager.get_participants(NAMESPACE, officers_room(session_id)))
 
     def send(self, session_id: int) -> None:
         """Broadcast a session's committed state to its officers' dashboards and its attendees' pages."""
         db = get_db()
-        meeting_session = db.get(MeetingSession, session_id)
+        meeting_session = db.get(MeetingSession, session_id, options=services.WITH_MEETING)
         if meeting_session is None:
             return
         state = dashboard.state(db, meeting_session, now())

@@ -198,6 +198,7 @@ def watch(app, officer_client, meeting_session):
     sio = socket_client(app, officer_client)
     ack = sio.emit("watch_session", {"session_id": meeting_session.id}, namespace="/live", callback=True)
     assert ack["ok"], ack
+    assert ack["resync_seconds"] == app.config["DASHBOARD_RESYNC_SECONDS"]  # a few dashboards: the usual pace
     return sio, ack["state"]
 
 

@@ -444,12 +444,15 @@ class _Crowds:
         yield from ((f"sid-{n}", f"eio-{n}") for n in range(self.watchers.get(session_id, 0)))
 
 
-def test_a_crowd_of_watchers_gets_fewer_broadcasts_but_at_least_two_a_second(database_url, monkeypatch):
+def test_a_crowd_of_dashboards_gets_fewer_broadcasts_and_resyncs(database_url, monkeypatch):
     settings = {"LIVE_BROADCAST_SECONDS": 0.1, "LIVE_BROADCAST_FANOUT": 2000, "LIVE_BROADCAST_MAX_SECONDS": 0.5}
+    settings |= {"DASHBOARD_RESYNC_SECONDS": 30, "DASHBOARD_RESYNC_RATE": 10}
     app = create_app("testing", {"DATABASE_URL": database_url, **settings})
     crowd, few = 1, 2
     live = Live(app, _Crowds({crowd: 1000, few: 100, 3: 500, 4: 10_000}))
     assert [live.spacing(session_id) for session_id in (few, 3, crowd, 4, 5)] == [0.1, 0.25, 0.5, 0.5, 0.1]
+    # Their resyncs too: at most ten a second for the crowd, every 30 s for a few.
+    assert [live.resync_seconds(session_id) for session_id in (few, 3, crowd, 4, 5)] == [30, 50, 100, 1000, 30]
 
     clock = [100.0]
     monkeypatch.setattr(live_module.time, "monotonic", lambda: clock[0])

@@ -1,6 +1,7 @@
 // The officers' quorum dashboard: starts from the state the page was rendered with, applies live
-// updates (drawn at most once per frame, latest state only), and resyncs from the server every 30 s
-// and on every reconnect, so that a lost update cannot leave it wrong for long.
+// updates (drawn at most once per frame, latest state only), and resyncs from the server when it
+// says (every 30 s; less often when a crowd watches the session) and on every reconnect, so that a
+// lost update cannot leave it wrong for long.
 (() => {
   "use strict";
   const root = document.getElementById("dashboard");
@@ -356,12 +357,21 @@
     schedule();
   }
 
+  // The next resync, spread a little so that dashboards that connected together do not ask together.
+  let resyncTimer = null;
+  function resyncIn(ms) {
+    clearTimeout(resyncTimer);
+    resyncTimer = setTimeout(watch, ms * (0.75 + Math.random() / 2));
+  }
+
   function watch() {
+    resyncIn(RESYNC_MS); // again later whatever happens to this one
     if (!socket.connected) return;
     socket.emit("watch_session", { session_id: sessionId }, (ack) => {
       if (ack.ok) {
         setLive(true, "live");
         resync(ack.state);
+        if (ack.resync_seconds > 0) resyncIn(ack.resync_seconds * 1000);
       } else {
         setLive(false, ack.error.message);
       }
@@ -383,7 +393,7 @@
     socket.disconnect();
     setLive(false, "logged out: reload the page to log in again");
   });
-  setInterval(watch, RESYNC_MS);
+  resyncIn(RESYNC_MS);
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") watch();
   });
