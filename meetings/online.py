@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from collections import Counter
 from typing import NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from auth.models import User
@@ -93,37 +95,61 @@ def one(db: Session, item: Online) -> tuple[object, bool, dt.datetime | None]:
     return outcome, changed, since
 
 
-_uids = sa.bindparam("uids", expanding=True)
-_sids = sa.bindparam("sids", expanding=True)
-_LOGINS = sa.select(User.id, User.session_epoch, User.is_enabled).where(User.id.in_(_uids))
-_PRESENCES = sa.select(Presence.session_id, Presence.user_id, Presence.since, Presence.last_seen_at).where(
-    Presence.channel == Channel.ONLINE, Presence.session_id.in_(_sids), Presence.user_id.in_(_uids)
-)
-_NONCES = sa.select(AttendanceEvent.session_id, AttendanceEvent.nonce).where(
-    AttendanceEvent.session_id.in_(_sids), AttendanceEvent.nonce.in_(sa.bindparam("nonces", expanding=True))
-)
-_REGISTRATIONS = (
-    sa.select(
-        Registration.meeting_id,
-        Registration.user_id,
-        Registration.id,
-        Registration.category,
-        Registration.party_id,
-        Registration.status,
-        registration_segments.c.segment_id,
+class _Reads(NamedTuple):
+    """What many() reads for a group, in one statement each, by lists of ids and nonces."""
+
+    logins: sa.Select
+    presences: sa.Select
+    nonces: sa.Select
+    registrations: sa.Select
+    last_events: sa.Select
+
+
+@functools.cache
+def _reads(arrays: bool) -> _Reads:
+    """The group's reads, with each list as one array (PostgreSQL) or as IN (?, ?, ...) (SQLite).
+
+    On PostgreSQL, `= ANY(array)` keeps each statement's text the same whatever the group's size,
+    so the driver converts it once and keeps it prepared; a list of two hundred placeholders would
+    be a new statement to convert, and to prepare, for every size of group.
+    """
+
+    def one_of(column, name: str):
+        if arrays:
+            return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+        return column.in_(sa.bindparam(name, expanding=True))
+
+    return _Reads(
+        logins=sa.select(User.id, User.session_epoch, User.is_enabled).where(one_of(User.id, "uids")),
+        presences=sa.select(Presence.session_id, Presence.user_id, Presence.since, Presence.last_seen_at).where(
+            Presence.channel == Channel.ONLINE,
+            one_of(Presence.session_id, "sids"),
+            one_of(Presence.user_id, "uids"),
+        ),
+        nonces=sa.select(AttendanceEvent.session_id, AttendanceEvent.nonce).where(
+            one_of(AttendanceEvent.session_id, "sids"), one_of(AttendanceEvent.nonce, "nonces")
+        ),
+        registrations=sa.select(
+            Registration.meeting_id,
+            Registration.user_id,
+            Registration.id,
+            Registration.category,
+            Registration.party_id,
+            Registration.status,
+            registration_segments.c.segment_id,
+        )
+        .outerjoin(registration_segments, registration_segments.c.registration_id == Registration.id)
+        .where(one_of(Registration.meeting_id, "mids"), one_of(Registration.user_id, "uids")),
+        last_events=sa.select(AttendanceEvent.session_id, AttendanceEvent.user_id, sa.func.max(AttendanceEvent.at))
+        .where(
+            AttendanceEvent.channel == Channel.ONLINE,
+            one_of(AttendanceEvent.session_id, "sids"),
+            one_of(AttendanceEvent.user_id, "uids"),
+        )
+        .group_by(AttendanceEvent.session_id, AttendanceEvent.user_id),
     )
-    .outerjoin(registration_segments, registration_segments.c.registration_id == Registration.id)
-    .where(Registration.meeting_id.in_(sa.bindparam("mids", expanding=True)), Registration.user_id.in_(_uids))
-)
-_LAST_EVENTS = (
-    sa.select(AttendanceEvent.session_id, AttendanceEvent.user_id, sa.func.max(AttendanceEvent.at))
-    .where(
-        AttendanceEvent.channel == Channel.ONLINE,
-        AttendanceEvent.session_id.in_(_sids),
-        AttendanceEvent.user_id.in_(_uids),
-    )
-    .group_by(AttendanceEvent.session_id, AttendanceEvent.user_id)
-)
+
+
 _END_PRESENCES = sa.delete(Presence.__table__).where(
     Presence.session_id == sa.bindparam("sid"),
     Presence.user_id == sa.bindparam("uid"),
@@ -183,12 +209,15 @@ def many(db: Session, items: list[Online]) -> dict[int, tuple[object, bool, dt.d
     if not todo:
         return {}
     conn = db.connection()
+    reads = _reads(conn.dialect.name == "postgresql")
     uids = sorted({item.user_id for item in todo.values()})
     sids = sorted({item.session_id for item in todo.values()})
 
-    logins = {row.id: row for row in conn.execute(_LOGINS, {"uids": uids})}
+    logins = {row.id: row for row in conn.execute(reads.logins, {"uids": uids})}
     sessions = {sid: db.get(MeetingSession, sid) for sid in sids}
-    presences = {(row.session_id, row.user_id): row for row in conn.execute(_PRESENCES, {"sids": sids, "uids": uids})}
+    presences = {
+        (row.session_id, row.user_id): row for row in conn.execute(reads.presences, {"sids": sids, "uids": uids})
+    }
 
     def plain(item: Online) -> bool:
         if not _login_holds(logins.get(item.user_id), item):
@@ -209,7 +238,8 @@ def many(db: Session, items: list[Online]) -> dict[int, tuple[object, bool, dt.d
         # A nonce seen before: a retry, answered with what it recorded then (or nonce_reused).
         seen = set(
             conn.execute(
-                _NONCES, {"sids": sorted({i.session_id for i in nonced}), "nonces": sorted({i.nonce for i in nonced})}
+                reads.nonces,
+                {"sids": sorted({i.session_id for i in nonced}), "nonces": sorted({i.nonce for i in nonced})},
             ).tuples()
         )
         todo = {n: item for n, item in todo.items() if (item.session_id, item.nonce) not in seen}
@@ -223,7 +253,7 @@ def many(db: Session, items: list[Online]) -> dict[int, tuple[object, bool, dt.d
     if needing:
         rows_of: dict[tuple[int, int], list] = {}
         params = {"mids": sorted(set(meetings.values())), "uids": sorted({todo[n].user_id for n in needing})}
-        for row in conn.execute(_REGISTRATIONS, params):
+        for row in conn.execute(reads.registrations, params):
             rows_of.setdefault((row.meeting_id, row.user_id), []).append(row)
         registrations = {
             key: _Registration(
@@ -255,7 +285,7 @@ def many(db: Session, items: list[Online]) -> dict[int, tuple[object, bool, dt.d
     last: dict[tuple[int, int], dt.datetime] = {}
     if entering:
         params = {"sids": sorted({i.session_id for i in entering}), "uids": sorted({i.user_id for i in entering})}
-        last = {(sid, uid): at for sid, uid, at in conn.execute(_LAST_EVENTS, params) if at is not None}
+        last = {(sid, uid): at for sid, uid, at in conn.execute(reads.last_events, params) if at is not None}
 
     # The writes. Every row read above is taken as it was: a write that finds otherwise raises, and
     # the caller runs the group one at a time.
