@@ -1161,7 +1161,14 @@ class Run:
             window=s.burst_window,
             settle=self.sizes.settle,
         )
-        result = run_loadgen(self.workdir, f"burst-{target.kind}", job, timeout=self.window_timeout(s.burst_window))
+        profile = self.workdir / f"profile-burst-{target.kind}.txt"
+        profiler = Profiler(server, s.burst_window, profile) if self.args.profile else None
+
+        def on(name: str, _message: dict) -> None:
+            if name == "ready" and profiler is not None:
+                profiler.begin()
+
+        result = run_loadgen(self.workdir, f"burst-{target.kind}", job, on, self.window_timeout(s.burst_window))
         with target.engine.connect() as connection:
             entries, people, exits = connection.execute(
                 sa.select(
@@ -1193,6 +1200,7 @@ class Run:
             f"(first dashboard to show it: p99 {ms(result['first_dashboard_ms'].get('p99'))}); "
             f"{result['broadcasts']:,} broadcasts received in all",
             f"   load generator CPU {result['client_cpu'] * 100:.0f} % of one core",
+            *(profiler.summary(self.args.app_dir) if profiler is not None else []),
         )
         met = all_acked and exact and agree and not result["unreflected"] and (dash.get("p99") or 1e9) < 500
         self.say(f"   target: all acknowledged, none lost or doubled, p99 < 500 ms: {verdict(met)}")
@@ -1542,7 +1550,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="profile the server during benchmarks 1, 3 and 6 (needs py-spy) and sum it up",
+        help="profile the server during benchmarks 1, 2, 3 and 6 (needs py-spy) and sum it up",
     )
     base = FULL
     for name in Sizes.__slots__:
