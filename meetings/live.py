@@ -140,8 +140,8 @@ class Live:
 
         Each broadcast is one message per dashboard connected to this process. Past
         LIVE_BROADCAST_FANOUT messages a second, broadcasts are spaced out so that the crowd gets
-        that many, up to LIVE_BROADCAST_MAX_SECONDS apart: 100 dashboards get ten a second, 1,000
-        one a second (with the defaults).
+        that many, up to LIVE_BROADCAST_MAX_SECONDS apart: with the defaults, 100 dashboards get ten a
+        second, 1,000 two a second.
         """
         if self.fanout <= 0:
             return self.broadcast_every
