@@ -1405,7 +1405,8 @@ class Run:
             f"7. Soak, {target.label} ({target.durability}), one process",
             f"   measured: for {s.soak_seconds:g} s, {s.soak_delegates} delegates check in and out at a steady pace "
             f"(each every {s.soak_think:g} s on average) while {s.soak_dashboards} dashboards watch (watch_session "
-            f"again every {s.resync:g} s); the server worker's VmRSS after {s.soak_warmup:g} s of warm-up and at "
+            f"again when the server says: every {s.resync:g} s); the server worker's VmRSS after "
+            f"{s.soak_warmup:g} s of warm-up and at "
             "the end",
         )
         server = shared or self.start_app(target, f"soak-{target.kind}", s.soak_delegates + s.soak_dashboards)
