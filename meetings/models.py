@@ -351,7 +351,9 @@ class AttendanceEvent(Base):
     __table_args__ = (
         sa.UniqueConstraint("session_id", "nonce"),
         sa.Index("ix_attendance_events_session_at", "session_id", "at"),
-        sa.Index("ix_attendance_events_session_user", "session_id", "user_id"),
+        # A delegate's last event through a channel, read at each check-in: one index entry, however
+        # long the log.
+        sa.Index("ix_attendance_events_session_user_channel_at", "session_id", "user_id", "channel", "at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -140,13 +140,21 @@ def _reads(arrays: bool) -> _Reads:
         )
         .outerjoin(registration_segments, registration_segments.c.registration_id == Registration.id)
         .where(one_of(Registration.meeting_id, "mids"), one_of(Registration.user_id, "uids")),
-        last_events=sa.select(AttendanceEvent.session_id, AttendanceEvent.user_id, sa.func.max(AttendanceEvent.at))
-        .where(
-            AttendanceEvent.channel == Channel.ONLINE,
-            one_of(AttendanceEvent.session_id, "sids"),
-            one_of(AttendanceEvent.user_id, "uids"),
+        # One max() per delegate, each read from the end of an index (a GROUP BY would read the
+        # delegate's every event, and a busy session logs hundreds per delegate).
+        last_events=sa.select(
+            MeetingSession.id,
+            User.id,
+            sa.select(sa.func.max(AttendanceEvent.at))
+            .where(
+                AttendanceEvent.session_id == MeetingSession.id,
+                AttendanceEvent.user_id == User.id,
+                AttendanceEvent.channel == Channel.ONLINE,
+            )
+            .scalar_subquery(),
         )
-        .group_by(AttendanceEvent.session_id, AttendanceEvent.user_id),
+        .join_from(MeetingSession, User, sa.true())  # every session of the group with every delegate
+        .where(one_of(MeetingSession.id, "sids"), one_of(User.id, "uids")),
     )
 
 

@@ -318,6 +318,46 @@ def test_an_entry_dated_before_the_delegates_last_event_is_dated_at_that_event(d
     assert presence_of(db, s["open"], p["che"]) == (left, left)
 
 
+def test_reading_a_delegates_last_event_costs_the_same_however_long_their_log(db, world, clock):
+    # A busy session logs hundreds of events per delegate: the group's read of each one's last event
+    # (for the rule above) must take it from the end of an index, not read them all. SQLite counts
+    # the work: its virtual machine calls a progress handler every 10 instructions it runs.
+    if db.get_bind().dialect.name != "sqlite":
+        pytest.skip("counts SQLite's virtual machine instructions")
+    s, p, at = world.sessions, world.people, clock()
+    run_alone(
+        db,
+        [
+            event(CHECK_IN, s["open"], p["che"], at, "long-log-0000"),
+            event(CHECK_OUT, s["open"], p["che"], at, "long-log-out"),
+        ],
+    )
+    read = online._reads(False).last_events
+    params = {"sids": [s["open"]], "uids": [p["che"], p["fra"]]}
+
+    def work() -> tuple[int, list]:
+        steps = [0]
+        raw = db.connection().connection.dbapi_connection
+        raw.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1), 10)
+        try:
+            rows = db.connection().execute(read, params).all()
+        finally:
+            raw.set_progress_handler(None, 10)
+        return steps[0], rows
+
+    short, _ = work()
+    first = db.execute(sa.select(AttendanceEvent.__table__).where(AttendanceEvent.nonce == "long-log-0000")).one()
+    copies = [
+        {**first._asdict(), "id": None, "at": at + dt.timedelta(seconds=n), "nonce": f"long-log-{n:04}"}
+        for n in range(1, 2001)
+    ]
+    db.execute(sa.insert(AttendanceEvent.__table__), copies)
+    long, rows = work()
+
+    assert {(uid, last) for _, uid, last in rows} == {(p["che"], at + dt.timedelta(seconds=2000)), (p["fra"], None)}
+    assert long <= short + 5, f"{short * 10} instructions for a log of 2 events, {long * 10} for 2,002"
+
+
 def test_a_check_out_dated_before_its_presence_began_is_dated_when_it_began(db, world, clock):
     s, p, at = world.sessions, world.people, clock()
     began = at + dt.timedelta(seconds=50)
