@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -58,12 +59,24 @@ def default_sqlite_url(instance_path: str) -> str:
 
 
 def make_engine(
-    url: str, *, echo: bool = False, busy_timeout_ms: int = 5000, pool_size: int = 5, max_overflow: int = 10
+    url: str,
+    *,
+    echo: bool = False,
+    busy_timeout_ms: int = 5000,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    ping_idle_seconds: float = 10.0,
 ) -> sa.Engine:
     """An engine for SQLite or PostgreSQL, with SQLite set up for concurrent use (WAL, busy timeout).
 
     The pool keeps pool_size connections open; up to max_overflow more are opened when needed and
     closed once returned, which costs PostgreSQL a new backend process each time.
+
+    A PostgreSQL connection that waited in the pool longer than ping_idle_seconds is pinged before
+    use, and replaced if the server dropped it (a restart, an idle timeout). One used moments ago is
+    not: under load, a ping on every checkout is a round trip for every request and every socket
+    event. Should the server go away within those seconds, the first statement fails, the whole pool
+    is discarded (SQLAlchemy's rule for a disconnect) and the next checkout connects afresh.
     """
     pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if url.startswith("sqlite"):
@@ -92,7 +105,30 @@ def make_engine(
                 dbapi_connection.execute("BEGIN")
 
         return engine
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True, **pool)
+    engine = sa.create_engine(url, echo=echo, **pool)
+    _ping_when_idle(engine, ping_idle_seconds)
+    return engine
+
+
+def _ping_when_idle(engine: sa.Engine, seconds: float) -> None:
+    """Ping a connection before use if it has waited in the pool longer than seconds (see make_engine)."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _stamp(_dbapi_connection, record) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) <= seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise sa.exc.DisconnectionError() from exc  # the pool connects afresh and tries again
+            raise
 
 
 def init_app(app: Flask) -> None:
