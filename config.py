@@ -39,6 +39,14 @@ class Config:
     # client's address, for rate limits and logs, instead of the proxy's.
     PROXY_FIX_X_FOR = 0
 
+    # Python's cyclic garbage collector, in a server process (not under tests): a young collection
+    # after this many new objects instead of 700 (0: Python's default). At thousands of socket events a
+    # second, 700 new objects pass in well under a millisecond, so every object held across a
+    # database round trip was promoted to the oldest generation, whose collections (a whole pass
+    # over the heap, over 100 ms) then came several times a minute. The objects of the built app
+    # are frozen out of those passes (gc.freeze).
+    GC_YOUNG_THRESHOLD = 50_000
+
     # Online presence: pages send a heartbeat this often (seconds); a delegate whose every
     # connection is silent for the grace period is checked out as of the last moment they were
     # seen. Lapsed presences are swept this often (seconds; 0 turns the sweep off).

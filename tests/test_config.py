@@ -1,5 +1,12 @@
 """Configuration: environment overrides, and a production setup that refuses unsafe settings."""
 
+import gc
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import config
@@ -55,3 +62,42 @@ def test_production_starts_with_safe_settings():
         {"DATABASE_URL": "postgresql+psycopg://db/cop", "SECRET_KEY": "k" * 40, "TOTP_ENCRYPTION_KEY": key},
     )
     assert settings["SESSION_COOKIE_SECURE"] is True and settings["DEBUG"] is False
+
+
+GC_PROBE = """
+import gc, json
+from app import create_app
+create_app("production")
+print(json.dumps([gc.get_threshold()[0], gc.get_freeze_count()]))
+"""
+
+
+@pytest.mark.parametrize(("setting", "young", "frozen"), [(None, 50_000, True), ("0", 700, False)])
+def test_a_server_process_collects_garbage_seldom_and_never_walks_the_apps_own_objects(setting, young, frozen):
+    # At thousands of socket events a second, Python's default (a young collection every 700 new
+    # objects) sent every object held across a round trip to the oldest generation, whose passes over
+    # the whole heap took over 100 ms, several times a minute: the check-ins' slowest acknowledgements.
+    environ = {key: value for key, value in os.environ.items() if key != "GC_YOUNG_THRESHOLD"}
+    if setting is not None:
+        environ["GC_YOUNG_THRESHOLD"] = setting
+    environ.update(
+        DATABASE_URL="sqlite://",
+        SECRET_KEY="k" * 40,
+        TOTP_ENCRYPTION_KEY="ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=",
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", GC_PROBE],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    threshold, freeze_count = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert threshold == young
+    assert (freeze_count > 10_000) is frozen  # the app, its modules and mappers: out of every pass
+
+
+def test_the_test_suite_keeps_pythons_own_garbage_collection(app):
+    assert gc.get_threshold()[0] == 700 and gc.get_freeze_count() == 0
