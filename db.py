@@ -145,6 +145,9 @@ def init_app(app: Flask) -> None:
         max_overflow=app.config["DATABASE_MAX_OVERFLOW"],
     )
     app.extensions["db_engine"] = engine
+    # The same pool, each statement committed on its own: a lone read on PostgreSQL is then one round
+    # trip, not three (BEGIN, the read, and the ROLLBACK as the connection returns to the pool).
+    app.extensions["db_autocommit"] = engine.execution_options(isolation_level="AUTOCOMMIT")
     app.extensions["db_sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
     app.extensions.setdefault("clock", utcnow)
     app.teardown_appcontext(_close_db)

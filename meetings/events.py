@@ -19,7 +19,6 @@ from flask import current_app, g, request, session
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from auth import throttle
 from auth.login import login_id_parts
@@ -78,7 +77,7 @@ def account() -> Account | None:
     found = None
     login = login_of_session()
     if login is not None:
-        role = _role_if_login_holds(get_db(), *login)
+        role = _role_if_login_holds(*login)
         if role is not None:
             found = Account(login[0], role)
     g.socket_account = (event, found)
@@ -90,9 +89,19 @@ def login_of_session() -> tuple[int, int] | None:
     return login_id_parts(session.get("_user_id"))
 
 
-def _role_if_login_holds(db: Session, user_id: int, epoch: int) -> Role | None:
-    """The account's role if its login still holds (same session epoch, account enabled); else None."""
-    row = db.connection().execute(_ACCOUNT, {"uid": user_id}).first()
+def _role_if_login_holds(user_id: int, epoch: int) -> Role | None:
+    """The account's role if its login still holds (same session epoch, account enabled); else None.
+
+    Read on the event's database session if it has one open, else on a connection of the pool in
+    autocommit, without a session or a transaction: a connect reads nothing else, and thousands of
+    pages connect within seconds at a plenary's opening (a session of its own cost as much as the
+    read, and on PostgreSQL its transaction two round trips more).
+    """
+    if "db" in g:
+        row = g.db.connection().execute(_ACCOUNT, {"uid": user_id}).first()
+    else:
+        with current_app.extensions["db_autocommit"].connect() as connection:
+            row = connection.execute(_ACCOUNT, {"uid": user_id}).first()
     return row.role if row is not None and row.session_epoch == epoch and row.is_enabled else None
 
 
