@@ -116,8 +116,7 @@ def _ping_when_idle(engine: sa.Engine, seconds: float) -> None:
     @event.listens_for(engine, "connect")
     @event.listens_for(engine, "checkin")
     def _stamp(_dbapi_connection, record) -> None:
-        if record is not None:
-            record.info["idle_since"] = time.monotonic()
+        record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _ping(dbapi_connection, record, _proxy) -> None:

@@ -25,7 +25,6 @@ from collections import Counter
 from typing import NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy import orm
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -159,7 +158,6 @@ def _reads(arrays: bool) -> _Reads:
     )
 
 
-_WITH_SEGMENT = (orm.joinedload(MeetingSession.segment),)  # read with the session: one statement, not two
 _END_PRESENCES = sa.delete(Presence.__table__).where(
     Presence.session_id == sa.bindparam("sid"),
     Presence.user_id == sa.bindparam("uid"),
@@ -224,7 +222,8 @@ def many(db: Session, items: list[Online]) -> dict[int, tuple[object, bool, dt.d
     sids = sorted({item.session_id for item in todo.values()})
 
     logins = {row.id: row for row in conn.execute(reads.logins, {"uids": uids})}
-    sessions = {sid: db.get(MeetingSession, sid, options=_WITH_SEGMENT) for sid in sids}
+    # Each with its segment and meeting, in one statement.
+    sessions = {sid: db.get(MeetingSession, sid, options=services.WITH_MEETING) for sid in sids}
     presences = {
         (row.session_id, row.user_id): row for row in conn.execute(reads.presences, {"sids": sids, "uids": uids})
     }
