@@ -125,19 +125,15 @@ def timeline_points(db: Session, meeting_session: MeetingSession, counted: set[s
     approved = db.execute(_APPROVED_FINGERPRINT, {"meeting_id": meeting_session.segment.meeting_id}).one()
     key = (frozenset(counted), tuple(approved))
     with _running.kept(db.get_bind().engine, meeting_session.id) as kept:
-        if kept.key != key:
-            kept.start_over(key)
-        rows = db.execute(_LOG_SINCE, {"session_id": meeting_session.id, "after": kept.last_id}).all()
         # An event committed late with a lower id than one already read: the count of events up to
         # the last id read tells (events committed since, with higher ids, are left to the next call).
-        upto = rows[-1].id if rows else kept.last_id
-        logged = db.scalar(_LOGGED, {"session_id": meeting_session.id, "upto": upto})
-        if kept.fold.events + len(rows) != logged or not kept.fold.add(_events(rows, counted)):
+        if not (
+            kept.key == key
+            and _fold_since(db, kept, meeting_session.id, counted)
+            and kept.fold.events == db.scalar(_LOGGED, {"session_id": meeting_session.id, "upto": kept.last_id})
+        ):
             kept.start_over(key)
-            rows = db.execute(_LOG_SINCE, {"session_id": meeting_session.id, "after": 0}).all()
-            kept.fold.add(_events(rows, counted))
-        if rows:
-            kept.last_id = max(kept.last_id, rows[-1].id)
+            _fold_all(db, kept, meeting_session.id, counted)
         starts = [at for at in (meeting_session.opened_at, kept.fold.first) if at]
         if not starts:
             return []
@@ -147,6 +143,44 @@ def timeline_points(db: Session, meeting_session: MeetingSession, counted: set[s
             end = min(end, meeting_session.closed_at)
         points = kept.fold.points(start, max(start, end))
     return [[at.isoformat(), count] for at, count in points]
+
+
+# Events read at a time. A dashboard resyncing after a few busy seconds, or the first after a
+# restart, reads thousands: between chunks the process's other sockets get their turn.
+FOLD_CHUNK = 1000
+
+
+def _chunks(db: Session, session_id: int, after: int, counted: set[str]):
+    """The session's events logged after the id `after`, in id order, as lists of FOLD_CHUNK or fewer."""
+    conn = db.connection()  # Core rows, without the ORM's handling of each
+    while True:
+        rows = conn.execute(_LOG_SINCE, {"session_id": session_id, "after": after, "chunk": FOLD_CHUNK}).all()
+        if rows:
+            after = rows[-1].id
+            yield _events(rows, counted)
+        if len(rows) < FOLD_CHUNK:
+            return
+        _give_way()
+
+
+def _give_way() -> None:
+    time.sleep(0)  # a turn for the process's other greenlets (gevent patches time.sleep), or threads
+
+
+def _fold_since(db: Session, kept: _Kept, session_id: int, counted: set[str]) -> bool:
+    """Fold the events logged since kept.last_id, chunk by chunk; False if the fold refused one as too late."""
+    for events in _chunks(db, session_id, kept.last_id, counted):
+        if not kept.fold.add(events):
+            return False
+        kept.last_id = events[-1].seq
+    return True
+
+
+def _fold_all(db: Session, kept: _Kept, session_id: int, counted: set[str]) -> None:
+    """Fold the whole log into a fold started over: read by chunks, folded at once, in time order (none too late)."""
+    events = [event for chunk in _chunks(db, session_id, 0, counted) for event in chunk]
+    kept.fold.add(events)
+    kept.last_id = events[-1].seq if events else 0
 
 
 _APPROVED_FINGERPRINT = sa.select(
@@ -161,8 +195,9 @@ _LOG_SINCE = (
         AttendanceEvent.id,
         AttendanceEvent.user_id,
         Party.code,
-        AttendanceEvent.kind,
-        AttendanceEvent.channel,
+        # As the stored strings ("entry", "online"): what the fold compares, without making enums of them.
+        sa.type_coerce(AttendanceEvent.kind, sa.String),
+        sa.type_coerce(AttendanceEvent.channel, sa.String),
         AttendanceEvent.at,
         sa.and_(
             Registration.status == RegistrationStatus.APPROVED,
@@ -172,7 +207,8 @@ _LOG_SINCE = (
     .join(Registration, Registration.id == AttendanceEvent.registration_id)
     .outerjoin(Party, Party.id == AttendanceEvent.party_id)
     .where(AttendanceEvent.session_id == sa.bindparam("session_id"), AttendanceEvent.id > sa.bindparam("after"))
-    .order_by(AttendanceEvent.id)
+    .order_by(AttendanceEvent.id)  # along ix_attendance_events_session_id
+    .limit(sa.bindparam("chunk"))
 )
 _LOGGED = sa.select(sa.func.count()).where(
     AttendanceEvent.session_id == sa.bindparam("session_id"), AttendanceEvent.id <= sa.bindparam("upto")
@@ -180,16 +216,10 @@ _LOGGED = sa.select(sa.func.count()).where(
 
 
 def _events(rows, counted: set[str]) -> list[timeline.Event]:
+    event = timeline.Event
     return [
-        timeline.Event(
-            participant=row.user_id,
-            party=row.code if row.counts and row.code in counted else None,
-            kind=row.kind.value,
-            channel=row.channel.value,
-            at=row.at,
-            seq=row.id,
-        )
-        for row in rows
+        event(user_id, code if counts and code in counted else None, kind, channel, at, event_id)
+        for event_id, user_id, code, kind, channel, at, counts in rows
     ]
 
 

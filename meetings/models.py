@@ -351,6 +351,9 @@ class AttendanceEvent(Base):
     __table_args__ = (
         sa.UniqueConstraint("session_id", "nonce"),
         sa.Index("ix_attendance_events_session_at", "session_id", "at"),
+        # A session's events in the order they were logged, from an id on: the dashboards' timeline
+        # reads what was logged since its last read, a chunk at a time.
+        sa.Index("ix_attendance_events_session_id", "session_id", "id"),
         # A delegate's last event through a channel, read at each check-in: one index entry, however
         # long the log.
         sa.Index("ix_attendance_events_session_user_channel_at", "session_id", "user_id", "channel", "at"),

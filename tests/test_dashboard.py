@@ -568,3 +568,41 @@ def test_a_check_in_committed_while_a_dashboard_reads_the_log_waits_for_the_next
     assert meanwhile and first == iso([(start, 0), (ana_in, 1), (clock(), 1)])
     assert dashboard.initial(db, online_session, clock())["timeline"] == iso([(start, 0), (ana_in, 1), (kofi_in, 2)])
     assert folds_again == []
+
+
+def test_a_long_log_is_read_by_chunks_with_the_other_sockets_served_between_them(
+    app, db, officer, online_session, make_delegate, clock, monkeypatch
+):
+    """A resync after a few busy seconds, or the first dashboard after a restart, reads thousands of events: a
+    chunk at a time, giving the process's other sockets their turn between chunks, for the timeline one read
+    of the whole log gives."""
+    monkeypatch.setattr(dashboard, "FOLD_CHUNK", 2)
+    turns = []
+    monkeypatch.setattr(dashboard, "_give_way", lambda: turns.append(1))
+    ana, _ = make_delegate("CHE")
+    kofi, _ = make_delegate("GHA")
+    lena, _ = make_delegate("DEU")
+    start = opened(db, online_session, officer, clock)
+    times = []
+    for user in (ana, kofi, lena):
+        clock.advance(10)
+        move(db, online_session, user, clock)
+        times.append(clock())
+
+    # The whole log, as after a restart: two chunks, one turn between them.
+    first = dashboard.initial(db, online_session, clock())["timeline"]
+    assert first == iso([(start, 0), (times[0], 1), (times[1], 2), (times[2], 3)])
+    assert len(turns) == 1
+
+    for user, kind in ((ana, EventKind.EXIT), (kofi, EventKind.EXIT), (ana, EventKind.ENTRY), (lena, EventKind.EXIT)):
+        clock.advance(10)
+        move(db, online_session, user, clock, kind=kind)
+        times.append(clock())
+    # What was logged since: two full chunks, a turn after each, and the empty read that ends it.
+    turns.clear()
+    kept = dashboard.initial(db, online_session, clock())["timeline"]
+    assert len(turns) == 2
+    counts = [1, 2, 3, 2, 1, 2, 1]
+    assert kept == iso([(start, 0), *zip(times, counts, strict=True)])
+    monkeypatch.setattr(dashboard, "_running", dashboard._RunningTimelines())  # forget the fold
+    assert dashboard.initial(db, online_session, clock())["timeline"] == kept
