@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import sqlite3
+import sys
 import time
+import weakref
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -20,6 +24,8 @@ NAMING_CONVENTION = {
 }
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -93,6 +99,9 @@ def make_engine(
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
+        if on_gevent() and pool:  # a file, in a server process on gevent
+            _checkpoint_off_the_loop(engine, engine.url.database)
+
         @event.listens_for(engine, "savepoint")
         def _begin_before_savepoint(connection, _name) -> None:
             # pysqlite opens a transaction only before the first INSERT/UPDATE/DELETE, so a SAVEPOINT
@@ -108,6 +117,81 @@ def make_engine(
     engine = sa.create_engine(url, echo=echo, **pool)
     _ping_when_idle(engine, ping_idle_seconds)
     return engine
+
+
+def on_gevent() -> bool:
+    """Whether this process runs on gevent's event loop (a gunicorn gevent worker patches the standard library)."""
+    if "gevent" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return monkey.is_module_patched("socket")
+
+
+class Checkpoints:
+    """SQLite's checkpoints in a thread of their own, for a server process on gevent (checkpoints_of(engine)).
+
+    A checkpoint copies the write-ahead log back into the database file. SQLite runs one by default
+    in whichever connection commits as the log passes 1,000 pages: milliseconds of writing and an
+    fsync, during which a gevent process serves none of its sockets, every dozen group commits or
+    so under load. Here no connection of the engine checkpoints (wal_autocheckpoint=0): after a
+    commit, at most every `seconds`, a passive checkpoint (it never waits for readers or writers)
+    runs in a native thread on a connection of its own, and sqlite3 lets the event loop go on
+    meanwhile. A checkpoint that cannot finish (a reader still on older pages) is taken up by the
+    next; the log is reused from its start once one has.
+    """
+
+    def __init__(self, path: str, seconds: float = 0.5) -> None:
+        self.path = path
+        self.seconds = seconds
+        self.runs = 0  # checkpoints run, for tests and benchmarks
+        self._due = 0.0
+        self._running = False
+        self._threads = None
+
+    def after_commit(self) -> None:
+        now = time.monotonic()
+        if self._running or now < self._due:
+            return
+        self._running, self._due = True, now + self.seconds
+        if self._threads is None:  # made in the process that uses it, never before a fork
+            from gevent.threadpool import ThreadPool
+
+            self._threads = ThreadPool(maxsize=1)
+        self._threads.spawn(self._run)
+
+    def _run(self) -> None:  # in the pool's thread
+        try:
+            connection = sqlite3.connect(self.path)
+            try:
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                connection.close()
+            self.runs += 1
+        except sqlite3.Error as exc:
+            log.warning("database: a checkpoint failed: %s", exc)
+        finally:
+            self._running = False
+
+
+_checkpoints: weakref.WeakKeyDictionary[sa.Engine, Checkpoints] = weakref.WeakKeyDictionary()
+
+
+def checkpoints_of(engine: sa.Engine) -> Checkpoints | None:
+    """The engine's checkpointer, if its checkpoints run off the event loop."""
+    return _checkpoints.get(engine)
+
+
+def _checkpoint_off_the_loop(engine: sa.Engine, path: str) -> None:
+    checkpoints = _checkpoints[engine] = Checkpoints(path)
+
+    @event.listens_for(engine, "connect")
+    def _no_checkpoints(dbapi_connection, _record) -> None:
+        dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+    @event.listens_for(engine, "commit")
+    def _checkpoint_soon(_connection) -> None:
+        checkpoints.after_commit()
 
 
 def _ping_when_idle(engine: sa.Engine, seconds: float) -> None:

@@ -10,13 +10,14 @@ import contextlib
 import functools
 import os
 import re
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from db import on_gevent
 
 MIN_LENGTH = 8
 RECOMMENDED_LENGTH = 15
@@ -49,11 +50,8 @@ def off_the_loop(function: Callable[..., T], *args: object) -> T:
     has a thread per core, each at the lowest priority: hashes take only the CPU that the event
     loop (and the database) leave, and a storm of logins waits rather than slowing check-ins.
     """
-    if "gevent" in sys.modules:
-        from gevent import monkey
-
-        if monkey.is_module_patched("socket"):
-            return _hashing_pool().apply(_at_low_priority, (function, args))
+    if on_gevent():
+        return _hashing_pool().apply(_at_low_priority, (function, args))
     return function(*args)
 
 

@@ -1,13 +1,17 @@
 """The database layer: transactions that roll back really roll back, on SQLite as on PostgreSQL."""
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from app import create_app
 from auth.models import LoginThrottle
-from db import make_engine
+from db import checkpoints_of, make_engine
 
 
 def test_a_savepoint_as_the_first_write_is_undone_by_a_rollback(db):
@@ -54,5 +58,59 @@ def test_a_postgresql_connection_is_pinged_only_after_waiting_in_the_pool(databa
         with engine.connect() as connection:
             assert connection.scalar(backend) != first  # replaced, without an error
         assert len(pings) == 1
+    finally:
+        engine.dispose()
+
+
+# A server process on gevent, as under gunicorn's gevent worker: 200 commits of 200 kB each.
+CHECKPOINT_PROBE = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, os, sys
+import gevent
+from db import checkpoints_of, make_engine
+
+path = sys.argv[1]
+engine = make_engine(f"sqlite:///{path}")
+with engine.begin() as connection:
+    connection.exec_driver_sql("CREATE TABLE blobs (data BLOB)")
+    autocheckpoint = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+largest = 0
+for _ in range(200):
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO blobs VALUES (randomblob(200000))")
+    gevent.sleep(0.02)
+    largest = max(largest, os.path.getsize(path + "-wal"))
+with engine.connect() as connection:
+    rows = connection.exec_driver_sql("SELECT count(*) FROM blobs").scalar()
+print(json.dumps([autocheckpoint, checkpoints_of(engine).runs, largest, rows]))
+"""
+
+
+def test_on_gevent_sqlite_checkpoints_in_a_thread_and_the_log_stays_small(tmp_path):
+    """A checkpoint (milliseconds of writing and an fsync) would stall every socket of a gevent process."""
+    probe = subprocess.run(
+        [sys.executable, "-c", CHECKPOINT_PROBE, str(tmp_path / "cop.sqlite3")],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    autocheckpoint, runs, largest_log, rows = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert autocheckpoint == 0  # a commit never checkpoints on the event loop
+    assert runs >= 2  # the thread did, while commits went on
+    assert largest_log < 20_000_000  # of 40 MB written: the log was reused, not grown without end
+    assert rows == 200
+
+
+def test_elsewhere_sqlite_checkpoints_as_it_does_by_default(tmp_path):
+    """A command, a test or the threaded development server: no gevent loop to keep free, no thread."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'cop.sqlite3'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+        assert checkpoints_of(engine) is None
     finally:
         engine.dispose()
