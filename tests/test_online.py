@@ -756,6 +756,53 @@ def test_a_batch_that_fails_after_its_writes_leaves_none_of_them_and_every_event
     assert table_rows(db) == expected_rows
 
 
+def test_work_run_alone_after_a_failed_batch_is_committed_with_the_group(app, db, world, clock):
+    """The first batch has no savepoint: its failure rolls the transaction back, and the group goes on in a new one."""
+    items, _ = fallback_scene(db, world, clock)
+    bra = event(CHECK_IN, world.sessions["open"], world.people["bra"], items[0].at, "fallback-bra-01")
+    expected, expected_rows = expected_one_at_a_time(db, [*items, bra])
+    batched = []
+
+    def failing_batch(db, items):
+        batched.append(online.many(db, items))
+        raise Stale("another process got there first")
+
+    units = [_Unit(partial(online.one, item=item), (failing_batch, item), threading.Event()) for item in items]
+    alone = _Unit(partial(online.one, item=bra), None, threading.Event())
+    app.extensions["commits"]._commit([*units, alone])
+
+    assert batched and set(batched[0]) == {0, 1, 2}, "the batch ran and wrote before it failed"
+    answers = [Refused(unit.error.code) if unit.error else unit.result for unit in [*units, alone]]
+    assert described(db, answers) == expected
+    assert table_rows(db) == expected_rows
+
+
+def test_a_batch_that_fails_after_another_batch_undoes_its_own_writes_only(app, db, world, clock):
+    """A second batch writes after the first: it has a savepoint of its own, and the first one's writes stay."""
+    items, _ = fallback_scene(db, world, clock)
+    expected, expected_rows = expected_one_at_a_time(db, items)
+    failed = []
+
+    def first_batch(db, items):
+        return online.many(db, items)
+
+    def failing_batch(db, items):
+        failed.append(online.many(db, items))
+        raise Stale("another process got there first")
+
+    batcher = [first_batch, failing_batch, failing_batch, failing_batch]
+    units = [
+        _Unit(partial(online.one, item=item), (batch, item), threading.Event())
+        for item, batch in zip(items, batcher, strict=True)
+    ]
+    app.extensions["commits"]._commit(units)
+
+    assert failed and failed[0], "the second batch wrote before it failed"
+    answers = [Refused(unit.error.code) if unit.error else unit.result for unit in units]
+    assert described(db, answers) == expected
+    assert table_rows(db) == expected_rows
+
+
 # Another process's write, made on the batch's own connection just before the batch's statement: the
 # batch must notice, and its savepoint (the other write with it) is rolled back.
 INTERFERENCE = {
