@@ -1242,13 +1242,22 @@ class Run:
                 settle=self.sizes.settle,
             )
             meter = CpuMeter(servers, target.database_name())
-            result = run_loadgen(self.workdir, "two-processes", job, self._meter(meter), self.window_timeout(s.seconds))
+            profile = self.workdir / "profile-two-processes.txt"
+            profiler = Profiler(servers[0], s.seconds, profile) if self.args.profile else None
+            result = run_loadgen(
+                self.workdir, "two-processes", job, self._meter(meter, profiler), self.window_timeout(s.seconds)
+            )
             agree = dashboards_agree(target, session_id, result["final_states"])
             tidy(target, session_id)
+            if profiler is not None:
+                result["profile"] = [
+                    line.replace("the server worker", "the first server's worker")
+                    for line in profiler.summary(self.args.app_dir)
+                ]
         finally:
             self.stop(*servers)
         result["agree"] = agree
-        self.say(*self.throughput_lines(result, meter.result))
+        self.say(*self.throughput_lines(result, meter.result), *result.get("profile", []))
         met = result["rate"] >= 3000 and agree[0] and not result["all_errors"]
         self.say(f"   target: ≥ 3,000/s together, every dashboard correct: {verdict(met)}")
         self.report.rows.append(
@@ -1551,7 +1560,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="profile the server during benchmarks 1, 2, 3 and 6 (needs py-spy) and sum it up",
+        help="profile the server during benchmarks 1, 2, 3, 4 (the first process) and 6 (needs py-spy) and sum it up",
     )
     base = FULL
     for name in Sizes.__slots__:
