@@ -124,6 +124,9 @@ class _Fold:
 
 
 LATE_WINDOW = dt.timedelta(minutes=3)  # Running's default: how late an event may come and be folded in place
+# Running's default: how long the newest events wait before they are folded for good. Server processes
+# commit side by side, so the log, read in the order it was written, is a little out of time order.
+SETTLE = dt.timedelta(seconds=2)
 
 
 class Running:
@@ -134,20 +137,25 @@ class Running:
     the fold. Events may come late (the exit of a lapsed online presence is dated back to when it
     was last seen): those less than `window` older than the newest are folded again with the recent
     events after them; add() refuses older ones, and the caller starts over from the whole log.
+    The events of the last `settle` before the newest are not folded yet but kept in time order, so
+    that one a little late (written by another server process a moment after later ones) takes its
+    place among them without folding the recent events again; points() folds them on a copy.
 
     points(start, end) equals parties_present() of the same events, in the order they happened but
     each at its whole second (tests/test_timeline.py): several events within a second make at most
     one point, the count after the last of them.
     """
 
-    def __init__(self, window: dt.timedelta = LATE_WINDOW) -> None:
+    def __init__(self, window: dt.timedelta = LATE_WINDOW, settle: dt.timedelta = SETTLE) -> None:
         self.window = window
+        self.settle = min(settle, window)
         self.events = 0  # how many were folded
         self.first: dt.datetime | None = None  # the earliest event's time
         self._horizon: dt.datetime | None = None  # a whole second: every event before it is in _base
         self._base = _Fold()
         self._recent: list[Event] = []  # the events from the horizon on, in (at, seq) order
-        self._head = _Fold()  # _base, then _recent
+        self._folded = 0  # how many of _recent are in _head; the others are settling
+        self._head = _Fold()  # _base, then the first _folded of _recent
 
     def add(self, events: Iterable[Event]) -> bool:
         """Fold more events of the log; False (and nothing folded) if one is older than the window kept."""
@@ -158,24 +166,35 @@ class Running:
             return False
         self.events += len(new)
         self.first = min(self.first, new[0].at) if self.first else new[0].at
-        if not self._recent or _order(new[0]) >= _order(self._recent[-1]):
-            self._recent.extend(new)
-            self._head.fold(new)
-        else:  # late: the recent events again, from the base
+        if self._folded and _order(new[0]) < _order(self._recent[self._folded - 1]):
+            # Late for what is folded: the recent events again, from the base.
             self._recent = list(heapq.merge(self._recent, new, key=_order))
-            self._head = self._base.copy()
-            self._head.fold(self._recent)
-        horizon = _second(self._recent[-1].at - self.window)
+            self._head, self._folded = self._base.copy(), 0
+        elif not self._recent or _order(new[0]) >= _order(self._recent[-1]):
+            self._recent.extend(new)
+        else:  # among the settling events: in their place
+            self._recent[self._folded :] = heapq.merge(self._recent[self._folded :], new, key=_order)
+        newest = self._recent[-1].at
+        settled = bisect.bisect_left(self._recent, newest - self.settle, lo=self._folded, key=lambda event: event.at)
+        self._head.fold(self._recent[self._folded : settled])
+        self._folded = settled
+        horizon = _second(newest - self.window)
         if self._horizon is None or horizon > self._horizon:
-            settled = bisect.bisect_left(self._recent, horizon, key=lambda event: event.at)
-            self._base.fold(self._recent[:settled])
-            del self._recent[:settled]
+            # Every event before the horizon is folded: settle is no longer than window.
+            based = bisect.bisect_left(self._recent, horizon, hi=self._folded, key=lambda event: event.at)
+            self._base.fold(self._recent[:based])
+            del self._recent[:based]
+            self._folded -= based
             self._horizon = horizon
         return True
 
     def points(self, start: dt.datetime, end: dt.datetime) -> list[Point]:
         """As parties_present(): the count at start, then each second it changed up to end, then end."""
-        changes = self._head.changes
+        head = self._head
+        if self._folded < len(self._recent):
+            head = head.copy()
+            head.fold(self._recent[self._folded :])
+        changes = head.changes
         before = bisect.bisect_right(changes, start, key=lambda point: point[0])
         points: list[Point] = [(start, changes[before - 1][1] if before else 0)]
         for at, count in changes[before:]:

@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meetings.timeline import ENTRY, EXIT, Event, Running, parties_present
+from meetings.timeline import ENTRY, EXIT, SETTLE, Event, Running, parties_present
 
 T0 = dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.UTC)
 WINDOW = dt.timedelta(minutes=3)
@@ -25,13 +25,13 @@ def to_the_second(events: list[Event]) -> list[Event]:
     ]
 
 
-def running(batches: list[list[Event]]) -> Running:
+def running(batches: list[list[Event]], settle: dt.timedelta = SETTLE) -> Running:
     """Batches added in turn, as the dashboard does: starting over from the whole log when one comes too late."""
-    fold, seen = Running(WINDOW), []
+    fold, seen = Running(WINDOW, settle), []
     for batch in batches:
         seen += batch
         if not fold.add(batch):
-            fold = Running(WINDOW)
+            fold = Running(WINDOW, settle)
             assert fold.add(seen)
     return fold
 
@@ -92,13 +92,26 @@ def test_however_the_log_arrives_the_running_fold_says_what_a_fold_of_the_whole_
         Event(who, party, kind, channel, at(seconds), seq)
         for seq, (who, party, kind, channel, seconds) in enumerate(rows)
     ]
-    # Arrival: mostly in time order, some late (lapses dated back, kiosks catching up), in batches.
-    order = sorted(
-        range(len(log)), key=lambda i: log[i].at + dt.timedelta(seconds=data.draw(st.sampled_from([0, 0, 0, 30, 400])))
-    )
+    # Arrival: mostly in time order, some a moment late (another process's commit), some late (lapses
+    # dated back, kiosks catching up), in batches.
+    delays = st.sampled_from([0, 0, 0, 0.5, 3, 30, 400])
+    order = sorted(range(len(log)), key=lambda i: log[i].at + dt.timedelta(seconds=data.draw(delays)))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(log)), max_size=8)))
     batches = [[log[i] for i in order[a:b]] for a, b in zip([0, *cuts], [*cuts, len(log)], strict=True)]
     start = at(data.draw(st.integers(0, 600)))
     end = max(start, at(data.draw(st.integers(0, 1300))))
 
-    assert running(batches).points(start, end) == parties_present(to_the_second(log), start, end)
+    settle = dt.timedelta(seconds=data.draw(st.sampled_from([0, 1, 2, 60])))
+
+    assert running(batches, settle).points(start, end) == parties_present(to_the_second(log), start, end)
+
+
+def test_an_event_a_moment_late_takes_its_place_among_the_settling_ones():
+    """Written by another process just after later ones: nothing folded again, the same points."""
+    fold = Running(WINDOW, dt.timedelta(seconds=2))
+    assert fold.add([event("ana", "CHE", ENTRY, 10.0, 1), event("kofi", "GHA", ENTRY, 19.5, 2)])
+    assert fold.add([event("lena", "DEU", ENTRY, 21.0, 4)])
+    folded = fold._head
+    assert fold.add([event("kofi", "GHA", EXIT, 20.5, 3)])  # before Lena's entry, after what is folded
+    assert fold._head is folded  # taken in among the settling events, not folded again from the base
+    assert fold.points(at(0), at(30)) == [(at(0), 0), (at(10), 1), (at(19), 2), (at(20), 1), (at(21), 2), (at(30), 2)]
