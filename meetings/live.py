@@ -182,3 +182,5 @@ class Live:
                 to=attendees_room(session_id),
                 namespace=NAMESPACE,
             )
+        # The dashboards' timeline, folded a broadcast's worth of events at a time rather than all at the next resync.
+        dashboard.keep_up(db, session_id)

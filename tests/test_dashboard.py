@@ -606,3 +606,38 @@ def test_a_long_log_is_read_by_chunks_with_the_other_sockets_served_between_them
     assert kept == iso([(start, 0), *zip(times, counts, strict=True)])
     monkeypatch.setattr(dashboard, "_running", dashboard._RunningTimelines())  # forget the fold
     assert dashboard.initial(db, online_session, clock())["timeline"] == kept
+
+
+def test_each_broadcast_folds_what_was_logged_so_that_a_resync_reads_little(
+    app, db, officer, online_session, make_delegate, clock, monkeypatch
+):
+    """At thousands of check-ins a second, a resync folding the last few seconds at once stalls the process."""
+    ana, _ = make_delegate("CHE")
+    kofi, _ = make_delegate("GHA")
+    start = opened(db, online_session, officer, clock)
+    clock.advance(10)
+    move(db, online_session, ana, clock)
+    ana_in = clock()
+    assert dashboard.initial(db, online_session, clock())["timeline"] == iso([(start, 0), (ana_in, 1)])
+
+    clock.advance(10)
+    kofi_in = clock()
+    move(db, online_session, kofi, clock)
+    with app.app_context():
+        app.extensions["live"].send(online_session.id)  # a broadcast, as after the commit
+
+    # The resync after it finds nothing new to read, and the timeline is whole.
+    monkeypatch.setattr(dashboard, "FOLD_CHUNK", 1)
+    read = []
+    real_events = dashboard._events
+    monkeypatch.setattr(dashboard, "_events", lambda rows, counted: read.extend(rows) or real_events(rows, counted))
+    assert dashboard.initial(db, online_session, clock())["timeline"] == iso([(start, 0), (ana_in, 1), (kofi_in, 2)])
+    assert read == []
+
+
+def test_a_broadcast_of_a_session_whose_timeline_nobody_keeps_folds_nothing(app, db, officer, online_session, clock):
+    opened(db, online_session, officer, clock)
+    with app.app_context():
+        app.extensions["live"].send(online_session.id)
+    engine = app.extensions["db_engine"]
+    assert online_session.id not in dashboard._running._by_engine.get(engine, {})
