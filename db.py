@@ -154,15 +154,19 @@ class Checkpoints:
         if self._running or now < self._due:
             return
         self._running, self._due = True, now + self.seconds
-        if self._threads is None:  # made in the process that uses it, never before a fork
-            from gevent.threadpool import ThreadPool
+        try:
+            if self._threads is None:  # made in the process that uses it, never before a fork
+                from gevent.threadpool import ThreadPool
 
-            self._threads = ThreadPool(maxsize=1)
-        self._threads.spawn(self._run)
+                self._threads = ThreadPool(maxsize=1)
+            self._threads.spawn(self._run)
+        except Exception:
+            self._running = False  # the next commit tries again
+            log.exception("database: could not start a checkpoint")
 
     def _run(self) -> None:  # in the pool's thread
         try:
-            connection = sqlite3.connect(self.path)
+            connection = sqlite3.connect(self.path, uri=self.path.startswith("file:"))
             try:
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
