@@ -175,6 +175,8 @@ class Meeting(Base):
 class Segment(Base):
     """Part of a meeting: online, in person or hybrid, with its dates, venue and time zone."""
 
+    ONLINE_KINDS = frozenset({SegmentKind.ONLINE, SegmentKind.HYBRID})  # the kinds that take online check-ins
+
     __tablename__ = "segments"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -195,7 +197,7 @@ class Segment(Base):
 
     @property
     def online_check_in(self) -> bool:
-        return self.kind in (SegmentKind.ONLINE, SegmentKind.HYBRID)
+        return self.kind in self.ONLINE_KINDS
 
     @property
     def gate_check_in(self) -> bool:
