@@ -137,13 +137,15 @@ class Checkpoints:
     so under load. Here no connection of the engine checkpoints (wal_autocheckpoint=0): after a
     commit, at most every `seconds`, a passive checkpoint (it never waits for readers or writers)
     runs in a native thread on a connection of its own, and sqlite3 lets the event loop go on
-    meanwhile. A checkpoint that cannot finish (a reader still on older pages) is taken up by the
-    next; the log is reused from its start once one has.
+    meanwhile. The checkpoint is passed again (up to `passes` times) until a pass finds nothing
+    logged since the one before; a checkpoint that cannot finish (a reader still on older pages) is
+    taken up by the next. The log is reused from its start once one has copied it to its end.
     """
 
-    def __init__(self, path: str, seconds: float = 0.5) -> None:
+    def __init__(self, path: str, seconds: float = 0.5, passes: int = 10) -> None:
         self.path = path
         self.seconds = seconds
+        self.passes = passes
         self.runs = 0  # checkpoints run, for tests and benchmarks
         self._due = 0.0
         self._running = False
@@ -168,7 +170,16 @@ class Checkpoints:
         try:
             connection = sqlite3.connect(self.path, uri=self.path.startswith("file:"))
             try:
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                # Again until a pass finds no frame logged since the one before: a pass copies the
+                # log as it was when it began, and a writer that begins before the log is copied to
+                # its end appends to it instead of writing it again from its start, so that under a
+                # steady stream of commits the log would grow as long as the writing goes on.
+                logged_before = None
+                for _ in range(self.passes):
+                    _busy, logged, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if logged == logged_before and copied >= logged:
+                        break
+                    logged_before = logged
             finally:
                 connection.close()
             self.runs += 1
