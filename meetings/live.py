@@ -8,23 +8,36 @@ once every LIVE_BROADCAST_MAX_SECONDS, so that a crowd of watchers cannot starve
 that the broadcasts report. The same task ends online
 presences whose connections have been silent for the grace period. Both only read and write the
 database, so any number of server processes can run them side by side.
+
+Each broadcast reaches every dashboard of the session, whichever process holds its socket (through
+the message queue). With several processes, they take turns: a process broadcasts a session only
+once it has claimed the session's next turn in Redis (SET NX with the spacing as expiry), so that
+dashboards get at most one broadcast per spacing however many processes serve them, and the state
+is recounted once per broadcast rather than once per process. A process that finds the turn taken
+keeps the session marked and tries again in its next round: the broadcast it then sends is
+recounted after its own commits. Should Redis not answer, each process broadcasts on its own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 
+import redis
 from flask import Flask
 from flask_socketio import SocketIO
 
 from db import get_db, now
 from meetings import dashboard, services
+from meetings.health import redis_client
 from meetings.models import MeetingSession
 
 NAMESPACE = "/live"
+# How long a process waits for Redis to grant a broadcast's turn before it broadcasts on its own.
+TURN_TIMEOUT_SECONDS = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +71,9 @@ class Live:
         self._told: dict[int, str] = {}  # the state each session's attendees were last told, by this process
         self._not_before: dict[int, float] = {}  # when each session's next broadcast may go (time.monotonic)
         self._lock = threading.Lock()
+        # Turns shared with the other processes, when the message queue is Redis (else None: one process).
+        self.turns = redis_client(app.config.get("SOCKETIO_MESSAGE_QUEUE"), TURN_TIMEOUT_SECONDS)
+        self._turns_failing = False
         self._running = False
         self._stopping = False
 
@@ -127,13 +143,36 @@ class Live:
         sent: set[int] = set()
         try:
             for session_id in sorted(pending):
-                if self._not_before.get(session_id, 0.0) <= due:
+                if self._not_before.get(session_id, 0.0) > due:
+                    continue
+                spacing = self.spacing(session_id)
+                if self.take_turn(session_id, spacing):
                     self.send(session_id)
                     sent.add(session_id)
-                    self._not_before[session_id] = due + self.spacing(session_id)
+                    self._not_before[session_id] = due + spacing
         finally:
             with self._lock:  # those not due yet, and after a failure those not sent, wait for a later round
                 self._dirty |= pending - sent
+
+    def take_turn(self, session_id: int, spacing: float) -> bool:
+        """Whether this process may broadcast the session now: no other has for the last spacing seconds.
+
+        Always with one process. With Redis down, yes, logged once until it answers again: the
+        dashboards then get up to one broadcast per process per spacing.
+        """
+        if self.turns is None:
+            return True
+        try:
+            taken = self.turns.set(f"live:turn:{session_id}", os.getpid(), nx=True, px=max(1, round(spacing * 1000)))
+        except redis.RedisError as exc:
+            if not self._turns_failing:
+                log.warning("live updates: Redis did not grant a broadcast turn (%s); broadcasting alone", exc)
+                self._turns_failing = True
+            return True
+        if self._turns_failing:
+            log.info("live updates: Redis grants broadcast turns again")
+            self._turns_failing = False
+        return bool(taken)
 
     def spacing(self, session_id: int) -> float:
         """The time between two broadcasts of a session: LIVE_BROADCAST_SECONDS, longer for a crowd of watchers.

@@ -4,11 +4,14 @@ acknowledgement after commit, malformed payloads and coalesced dashboard updates
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
+import redis
 import sqlalchemy as sa
 from conftest import csrf_token, login, socket_client
 from sqlalchemy.exc import OperationalError
@@ -495,6 +498,49 @@ def test_a_broadcast_that_fails_is_tried_again_in_the_next_round(database_url, m
     monkeypatch.setattr(live, "send", sent.append)
     live.flush()
     assert sent == [1, 2, 3]
+
+
+def _live_with_queue(database_url: str, queue: str, sent: list, name: str, monkeypatch) -> Live:
+    """A process's broadcaster, its message queue at queue, recording (name, session) for each broadcast."""
+    app = create_app("testing", {"DATABASE_URL": database_url, "LIVE_BROADCAST_SECONDS": 1.0})
+    app.config["SOCKETIO_MESSAGE_QUEUE"] = queue  # read by Live only: no Socket.IO listener in the test
+    live = Live(app, _Crowds({}))
+    monkeypatch.setattr(live, "start", lambda: None)
+    monkeypatch.setattr(live, "send", lambda session_id: sent.append((name, session_id)))
+    return live
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_REDIS_URL"), reason="needs TEST_REDIS_URL, e.g. redis://127.0.0.1:6379/0 (.ci/run sets it)"
+)
+def test_processes_side_by_side_take_turns_to_broadcast_a_session(database_url, monkeypatch):
+    # Every broadcast reaches every dashboard, whichever process holds it: two processes with
+    # changes to report must not both broadcast within one spacing (here 1 s).
+    url, session_id = os.environ["TEST_REDIS_URL"], 987_654
+    redis.Redis.from_url(url).delete(f"live:turn:{session_id}")
+    sent: list[tuple[str, int]] = []
+    first, second = (_live_with_queue(database_url, url, sent, name, monkeypatch) for name in ("first", "second"))
+    for live in (first, second):
+        live.changed(session_id)
+    first.flush()
+    second.flush()
+    assert sent == [("first", session_id)]
+    # The second's change is not forgotten: it goes out once the turn has passed, recounted then.
+    time.sleep(1.1)
+    second.flush()
+    first.flush()  # nothing changed in the first since it broadcast
+    assert sent == [("first", session_id), ("second", session_id)]
+
+
+def test_with_redis_unreachable_each_process_broadcasts_on_its_own_and_says_so_once(database_url, monkeypatch, caplog):
+    sent: list[tuple[str, int]] = []
+    live = _live_with_queue(database_url, "redis://127.0.0.1:1/0", sent, "alone", monkeypatch)  # nothing listens
+    with caplog.at_level(logging.WARNING, logger="meetings.live"):
+        for session_id in (1, 2):
+            live.changed(session_id)
+            live.flush()
+    assert sent == [("alone", 1), ("alone", 2)]
+    assert len([r for r in caplog.records if "broadcasting alone" in r.getMessage()]) == 1
 
 
 def test_an_unexpected_failure_is_acknowledged_without_a_trace(app, opened, delegate, monkeypatch):
