@@ -343,11 +343,11 @@ class LiveNamespace(Namespace):
         leave_room(attendees_room(session_id))
         _remember(session_id, checked_in=False)
         if result.recorded:
-            self.emit(
+            current_app.extensions["live"].tell(
+                login_of_session()[0],
                 "checked_out",
                 {"session_id": session_id, "at": result.at.isoformat()},
-                room=user_room(login_of_session()[0]),
-                include_self=False,
+                skip_sid=request.sid,
             )
         return {"ok": True, "status": "absent", "at": result.at.isoformat(), "recorded": result.recorded}
 

@@ -16,11 +16,18 @@ dashboards get at most one broadcast per spacing however many processes serve th
 is recounted once per broadcast rather than once per process. A process that finds the turn taken
 keeps the session marked and tries again in its next round: the broadcast it then sends is
 recounted after its own commits. Should Redis not answer, each process broadcasts on its own.
+
+Messages to one delegate's pages (tell(): another tab checked out) would each be a message on the
+queue, sent and waited for, and read by every process, to reach a room that is most often empty.
+With several processes they are relayed in batches instead: each round publishes the round's
+messages as one Redis message, which every process (this one included) hands to the pages it
+holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import threading
@@ -38,6 +45,8 @@ from meetings.models import MeetingSession
 NAMESPACE = "/live"
 # How long a process waits for Redis to grant a broadcast's turn before it broadcasts on its own.
 TURN_TIMEOUT_SECONDS = 0.5
+# The Redis channel of the messages to delegates' pages, relayed in batches (tell()).
+NOTICES_CHANNEL = "live:notices"
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,10 @@ class Live:
         # Turns shared with the other processes, when the message queue is Redis (else None: one process).
         self.turns = redis_client(app.config.get("SOCKETIO_MESSAGE_QUEUE"), TURN_TIMEOUT_SECONDS)
         self._turns_failing = False
+        # With several processes and the rounds running, tell() relays its messages in batches.
+        self.relaying = self.turns is not None and (self.broadcast_every > 0 or self.sweep_every > 0)
+        self._notices: list[list] = []
+        self._relay_failing = False
         self._running = False
         self._stopping = False
 
@@ -99,6 +112,8 @@ class Live:
                 return
             self._running = True
         self.socketio.start_background_task(self._run)
+        if self.relaying:
+            self.socketio.start_background_task(self._listen)
 
     def stop(self) -> None:
         self._stopping = True
@@ -110,6 +125,7 @@ class Live:
             self.socketio.sleep(tick)
             try:
                 with self.app.app_context():
+                    self.relay()
                     if self.sweep_every > 0 and time.monotonic() >= next_sweep:
                         next_sweep = time.monotonic() + self.sweep_every
                         self.sweep()
@@ -117,6 +133,65 @@ class Live:
             except Exception:
                 # A database that is briefly down must not end live updates for good.
                 log.exception("live updates: a round failed; retrying")
+
+    def tell(self, user_id: int, event: str, data: dict, skip_sid: str | None = None) -> None:
+        """Send an event to every page of the delegate's, in every process, but the socket skip_sid.
+
+        With one process, at once. With several, in this process's next round (within
+        LIVE_BROADCAST_SECONDS), one Redis message for the round's all.
+        """
+        if not self.relaying:
+            self.socketio.emit(event, data, to=user_room(user_id), skip_sid=skip_sid, namespace=NAMESPACE)
+            return
+        with self._lock:
+            self._notices.append([user_id, event, data, skip_sid])
+
+    def relay(self) -> None:
+        """Publish the messages tell() kept since the last round, as one (if Redis fails: to this process's pages)."""
+        with self._lock:
+            notices, self._notices = self._notices, []
+        if not notices:
+            return
+        try:
+            self.turns.publish(NOTICES_CHANNEL, json.dumps(notices))
+        except redis.RedisError as exc:
+            if not self._relay_failing:
+                log.warning("live updates: Redis did not take the pages' messages (%s); this process's pages only", exc)
+                self._relay_failing = True
+            self.deliver(notices)
+            return
+        self._relay_failing = False
+
+    def deliver(self, notices: list) -> None:
+        """Hand relayed messages to the pages this process holds (never back to the queue)."""
+        for user_id, event, data, skip_sid in notices:
+            self.socketio.emit(
+                event, data, to=user_room(user_id), skip_sid=skip_sid, namespace=NAMESPACE, ignore_queue=True
+            )
+
+    def _listen(self) -> None:
+        """Deliver what every process relays (this one included) to this process's pages, for as long as it runs."""
+        failing = False
+        while not self._stopping:
+            try:
+                with self.turns.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    pubsub.subscribe(NOTICES_CHANNEL)
+                    if failing:
+                        log.info("live updates: listening to the pages' messages again")
+                        failing = False
+                    while not self._stopping:
+                        message = pubsub.get_message(timeout=1.0)
+                        if message is not None:
+                            with self.app.app_context():
+                                self.deliver(json.loads(message["data"]))
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("live updates: cannot listen to the pages' messages (%s); trying again", exc)
+                    failing = True
+                self.socketio.sleep(1)
+            except Exception:
+                log.exception("live updates: a relayed message could not be delivered")
+                self.socketio.sleep(1)
 
     def sweep(self) -> set[int]:
         """End lapsed online presences (at their last moment seen) and mark their sessions changed."""

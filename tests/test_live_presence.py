@@ -543,6 +543,28 @@ def test_with_redis_unreachable_each_process_broadcasts_on_its_own_and_says_so_o
     assert len([r for r in caplog.records if "broadcasting alone" in r.getMessage()]) == 1
 
 
+def test_with_redis_unreachable_a_delegates_pages_in_this_process_are_still_told(database_url, caplog):
+    # With several processes, messages to a delegate's pages go out in batches through Redis. If Redis
+    # fails, the pages this process holds are told all the same.
+    app = create_app("testing", {"DATABASE_URL": database_url, "LIVE_BROADCAST_SECONDS": 0.1})
+    app.config["SOCKETIO_MESSAGE_QUEUE"] = "redis://127.0.0.1:1/0"  # nothing listens
+    emitted = []
+    live = Live(app, SimpleNamespace(emit=lambda *args, **kwargs: emitted.append((args, kwargs))))
+    assert live.relaying
+    live.tell(7, "checked_out", {"session_id": 1, "at": "then"}, skip_sid="the-tab-that-left")
+    assert emitted == []  # kept for the round
+    with caplog.at_level(logging.WARNING, logger="meetings.live"):
+        live.relay()
+        live.tell(7, "checked_out", {"session_id": 2, "at": "later"}, skip_sid="the-tab-that-left")
+        live.relay()
+    local = {"to": "user:7", "skip_sid": "the-tab-that-left", "namespace": "/live", "ignore_queue": True}
+    assert emitted == [
+        (("checked_out", {"session_id": 1, "at": "then"}), local),
+        (("checked_out", {"session_id": 2, "at": "later"}), local),
+    ]
+    assert len([r for r in caplog.records if "this process's pages" in r.getMessage()]) == 1
+
+
 def test_an_unexpected_failure_is_acknowledged_without_a_trace(app, opened, delegate, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")

@@ -211,3 +211,30 @@ def test_a_check_in_on_one_process_reaches_a_dashboard_on_the_other_within_a_sec
     finally:
         for client in clients:
             client.disconnect()
+
+
+def test_leaving_from_a_page_on_one_process_tells_the_delegates_page_on_the_other(two_processes):
+    a, b = two_processes["bases"]
+    session_id = two_processes["session_id"]
+    accounts = two_processes["accounts"]
+    officer = logged_in(a, EMAIL, *accounts[EMAIL])
+    status, _ = officer.post(f"/sessions/{session_id}/open", f"/sessions/{session_id}/dashboard", {})
+    assert status == 302
+
+    # One delegate, one login, a page on each process (a laptop and a phone).
+    email = "che@two-processes.example.org"
+    browser = logged_in(a, email, *accounts[email])
+    told = {a: queue.Queue(), b: queue.Queue()}
+    pages = {base: socket_of(base, browser, {"checked_out": told[base].put}) for base in (a, b)}
+    try:
+        for n, page in enumerate(pages.values()):
+            ack = page.call("check_in", {"session_id": session_id, "nonce": f"two-pages-{n:04d}"}, "/live", 5)
+            assert ack["ok"], ack
+        ack = pages[a].call("check_out", {"session_id": session_id, "nonce": "two-pages-out"}, "/live", 5)
+        assert ack["ok"] and ack["recorded"], ack
+        assert told[b].get(timeout=1.0) == {"session_id": session_id, "at": ack["at"]}
+        time.sleep(0.3)  # the page that left is not told of its own departure
+        assert told[a].empty()
+    finally:
+        for page in pages.values():
+            page.disconnect()

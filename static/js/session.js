@@ -15,6 +15,7 @@
   const socket = live.connect();
   let pendingNonce = null;
   let present = false;
+  let presentSince = 0; // when this page's presence began (ms), as the server said
   let left = false;
   let lastBeat = 0;
 
@@ -38,6 +39,7 @@
       pendingNonce = null;
       if (ack.ok) {
         present = true;
+        presentSince = Date.parse(ack.since || ack.at);
         lastBeat = Date.now();
         show("present", `You are checked in: present since ${live.time(ack.since || ack.at)}.`);
       } else {
@@ -92,7 +94,9 @@
     } else if (data.state === "suspended") show("pending", "The session is suspended. Keep this page open; it will resume here.");
   });
   socket.on("checked_out", (data) => {
-    if (data.session_id !== sessionId) return;
+    // With several server processes the news comes a moment late: a departure from before this
+    // page's own check-in, or while it is not checked in, is not this page's.
+    if (data.session_id !== sessionId || !present || Date.parse(data.at) < presentSince) return;
     left = true;
     present = false;
     show("absent", `You left the session from another window or device at ${live.time(data.at)}.`);
