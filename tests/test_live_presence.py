@@ -532,6 +532,50 @@ def test_processes_side_by_side_take_turns_to_broadcast_a_session(database_url, 
     assert sent == [("first", session_id), ("second", session_id)]
 
 
+@pytest.mark.skipif(
+    not os.environ.get("TEST_REDIS_URL"), reason="needs TEST_REDIS_URL, e.g. redis://127.0.0.1:6379/0 (.ci/run sets it)"
+)
+def test_a_process_listens_to_relayed_messages_again_after_redis_drops_it(database_url, monkeypatch, caplog):
+    url = os.environ["TEST_REDIS_URL"]
+    channel = f"live:notices:test-{os.getpid()}"
+    monkeypatch.setattr(live_module, "NOTICES_CHANNEL", channel)
+    app = create_app("testing", {"DATABASE_URL": database_url, "LIVE_BROADCAST_SECONDS": 0.1})
+    app.config["SOCKETIO_MESSAGE_QUEUE"] = url
+    delivered = []
+    socketio = SimpleNamespace(emit=lambda *args, **kwargs: delivered.append(args[1]), sleep=time.sleep)
+    live = Live(app, socketio)
+    listener = threading.Thread(target=live._listen, daemon=True)
+    redis_ = redis.Redis.from_url(url)
+
+    def relayed(n: int) -> bool:
+        """Tell and relay message n until the listener hands it over (it may be between subscriptions)."""
+        for _ in range(50):
+            live.tell(7, "checked_out", {"n": n})
+            live.relay()
+            time.sleep(0.1)
+            if {"n": n} in delivered:
+                return True
+        return False
+
+    listener.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="meetings.live"):
+            assert relayed(1)
+            # Redis drops the subscription (a restart, a failover): the listener says so and subscribes again.
+            db_index = redis_.connection_pool.connection_kwargs.get("db", 0)
+            for client in redis_.client_list(_type="pubsub"):
+                if int(client["db"]) == db_index:
+                    redis_.client_kill_filter(_id=client["id"])
+            assert relayed(2)
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("cannot listen to the pages' messages" in m for m in messages)
+        assert any("listening to the pages' messages again" in m for m in messages)
+    finally:
+        live.stop()
+        listener.join(timeout=5)
+        redis_.close()
+
+
 def test_with_redis_unreachable_each_process_broadcasts_on_its_own_and_says_so_once(database_url, monkeypatch, caplog):
     sent: list[tuple[str, int]] = []
     live = _live_with_queue(database_url, "redis://127.0.0.1:1/0", sent, "alone", monkeypatch)  # nothing listens
