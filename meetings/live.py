@@ -43,8 +43,10 @@ from meetings.health import redis_client
 from meetings.models import MeetingSession
 
 NAMESPACE = "/live"
-# How long a process waits for Redis to grant a broadcast's turn before it broadcasts on its own.
+# How long a process waits for Redis to grant a broadcast's turn before it broadcasts on its own,
+# and, once Redis has failed, how long it goes on alone before it asks Redis again.
 TURN_TIMEOUT_SECONDS = 0.5
+REDIS_RETRY_SECONDS = 5.0
 # The Redis channel of the messages to delegates' pages, relayed in batches (tell()).
 NOTICES_CHANNEL = "live:notices"
 
@@ -83,6 +85,7 @@ class Live:
         # Turns shared with the other processes, when the message queue is Redis (else None: one process).
         self.turns = redis_client(app.config.get("SOCKETIO_MESSAGE_QUEUE"), TURN_TIMEOUT_SECONDS)
         self._turns_failing = False
+        self._redis_retry_at = 0.0  # time.monotonic() before which Redis, having failed, is not asked
         # With several processes and the rounds running, tell() relays its messages in batches.
         self.relaying = self.turns is not None and (self.broadcast_every > 0 or self.sweep_every > 0)
         self._notices: list[list] = []
@@ -152,9 +155,13 @@ class Live:
             notices, self._notices = self._notices, []
         if not notices:
             return
+        if time.monotonic() < self._redis_retry_at:
+            self.deliver(notices)
+            return
         try:
             self.turns.publish(NOTICES_CHANNEL, json.dumps(notices))
         except redis.RedisError as exc:
+            self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
             if not self._relay_failing:
                 log.warning("live updates: Redis did not take the pages' messages (%s); this process's pages only", exc)
                 self._relay_failing = True
@@ -233,13 +240,16 @@ class Live:
         """Whether this process may broadcast the session now: no other has for the last spacing seconds.
 
         Always with one process. With Redis down, yes, logged once until it answers again: the
-        dashboards then get up to one broadcast per process per spacing.
+        dashboards then get up to one broadcast per process per spacing. Once Redis has failed, it
+        is asked again only after REDIS_RETRY_SECONDS, so that a Redis that does not answer costs a
+        round one timeout, not one per session.
         """
-        if self.turns is None:
+        if self.turns is None or time.monotonic() < self._redis_retry_at:
             return True
         try:
             taken = self.turns.set(f"live:turn:{session_id}", os.getpid(), nx=True, px=max(1, round(spacing * 1000)))
         except redis.RedisError as exc:
+            self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
             if not self._turns_failing:
                 log.warning("live updates: Redis did not grant a broadcast turn (%s); broadcasting alone", exc)
                 self._turns_failing = True

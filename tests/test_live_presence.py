@@ -579,12 +579,22 @@ def test_a_process_listens_to_relayed_messages_again_after_redis_drops_it(databa
 def test_with_redis_unreachable_each_process_broadcasts_on_its_own_and_says_so_once(database_url, monkeypatch, caplog):
     sent: list[tuple[str, int]] = []
     live = _live_with_queue(database_url, "redis://127.0.0.1:1/0", sent, "alone", monkeypatch)  # nothing listens
+    asked = []
+    ask = live.turns.set
+    monkeypatch.setattr(live.turns, "set", lambda *args, **kwargs: asked.append(args[0]) or ask(*args, **kwargs))
     with caplog.at_level(logging.WARNING, logger="meetings.live"):
-        for session_id in (1, 2):
+        for session_id in (1, 2, 3):
             live.changed(session_id)
             live.flush()
-    assert sent == [("alone", 1), ("alone", 2)]
+    assert sent == [("alone", 1), ("alone", 2), ("alone", 3)]
     assert len([r for r in caplog.records if "broadcasting alone" in r.getMessage()]) == 1
+    # A Redis that does not answer costs a timeout once, not once per broadcast: it is asked again later.
+    assert asked == ["live:turn:1"]
+    later = time.monotonic() + live_module.REDIS_RETRY_SECONDS
+    monkeypatch.setattr(live_module.time, "monotonic", lambda: later)
+    live.changed(4)
+    live.flush()
+    assert asked == ["live:turn:1", "live:turn:4"] and sent[-1] == ("alone", 4)
 
 
 def test_with_redis_unreachable_a_delegates_pages_in_this_process_are_still_told(database_url, caplog):
