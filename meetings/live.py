@@ -83,13 +83,13 @@ class Live:
         self._not_before: dict[int, float] = {}  # when each session's next broadcast may go (time.monotonic)
         self._lock = threading.Lock()
         # Turns shared with the other processes, when the message queue is Redis (else None: one process).
-        self.turns = redis_client(app.config.get("SOCKETIO_MESSAGE_QUEUE"), TURN_TIMEOUT_SECONDS)
-        self._turns_failing = False
+        # Redis, when it is the message queue (else None: one process): turns, relayed messages.
+        self.redis = redis_client(app.config.get("SOCKETIO_MESSAGE_QUEUE"), TURN_TIMEOUT_SECONDS)
+        self._redis_failing = False
         self._redis_retry_at = 0.0  # time.monotonic() before which Redis, having failed, is not asked
         # With several processes and the rounds running, tell() relays its messages in batches.
-        self.relaying = self.turns is not None and (self.broadcast_every > 0 or self.sweep_every > 0)
+        self.relaying = self.redis is not None and (self.broadcast_every > 0 or self.sweep_every > 0)
         self._notices: list[list] = []
-        self._relay_failing = False
         self._running = False
         self._stopping = False
 
@@ -159,15 +159,12 @@ class Live:
             self.deliver(notices)
             return
         try:
-            self.turns.publish(NOTICES_CHANNEL, json.dumps(notices))
+            self.redis.publish(NOTICES_CHANNEL, json.dumps(notices))
         except redis.RedisError as exc:
-            self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
-            if not self._relay_failing:
-                log.warning("live updates: Redis did not take the pages' messages (%s); this process's pages only", exc)
-                self._relay_failing = True
+            self._redis_failed(exc)
             self.deliver(notices)
             return
-        self._relay_failing = False
+        self._redis_answered()
 
     def deliver(self, notices: list) -> None:
         """Hand relayed messages to the pages this process holds (never back to the queue)."""
@@ -181,7 +178,7 @@ class Live:
         failing = False
         while not self._stopping:
             try:
-                with self.turns.pubsub(ignore_subscribe_messages=True) as pubsub:
+                with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     pubsub.subscribe(NOTICES_CHANNEL)
                     if failing:
                         log.info("live updates: listening to the pages' messages again")
@@ -244,20 +241,32 @@ class Live:
         is asked again only after REDIS_RETRY_SECONDS, so that a Redis that does not answer costs a
         round one timeout, not one per session.
         """
-        if self.turns is None or time.monotonic() < self._redis_retry_at:
+        if self.redis is None or time.monotonic() < self._redis_retry_at:
             return True
         try:
-            taken = self.turns.set(f"live:turn:{session_id}", os.getpid(), nx=True, px=max(1, round(spacing * 1000)))
+            taken = self.redis.set(f"live:turn:{session_id}", os.getpid(), nx=True, px=max(1, round(spacing * 1000)))
         except redis.RedisError as exc:
-            self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
-            if not self._turns_failing:
-                log.warning("live updates: Redis did not grant a broadcast turn (%s); broadcasting alone", exc)
-                self._turns_failing = True
+            self._redis_failed(exc)
             return True
-        if self._turns_failing:
-            log.info("live updates: Redis grants broadcast turns again")
-            self._turns_failing = False
+        self._redis_answered()
         return bool(taken)
+
+    def _redis_failed(self, exc: redis.RedisError) -> None:
+        """Go on alone for REDIS_RETRY_SECONDS; say so once per outage."""
+        self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+        if not self._redis_failing:
+            log.warning(
+                "live updates: Redis failed (%s); broadcasting alone, telling this process's pages only, asking again"
+                " every %g s",
+                exc,
+                REDIS_RETRY_SECONDS,
+            )
+            self._redis_failing = True
+
+    def _redis_answered(self) -> None:
+        if self._redis_failing:
+            log.info("live updates: Redis answers again; broadcasts take turns and messages are relayed")
+            self._redis_failing = False
 
     def spacing(self, session_id: int) -> float:
         """The time between two broadcasts of a session: LIVE_BROADCAST_SECONDS, longer for a crowd of watchers.

@@ -580,8 +580,8 @@ def test_with_redis_unreachable_each_process_broadcasts_on_its_own_and_says_so_o
     sent: list[tuple[str, int]] = []
     live = _live_with_queue(database_url, "redis://127.0.0.1:1/0", sent, "alone", monkeypatch)  # nothing listens
     asked = []
-    ask = live.turns.set
-    monkeypatch.setattr(live.turns, "set", lambda *args, **kwargs: asked.append(args[0]) or ask(*args, **kwargs))
+    ask = live.redis.set
+    monkeypatch.setattr(live.redis, "set", lambda *args, **kwargs: asked.append(args[0]) or ask(*args, **kwargs))
     with caplog.at_level(logging.WARNING, logger="meetings.live"):
         for session_id in (1, 2, 3):
             live.changed(session_id)
