@@ -841,6 +841,8 @@ class Run:
             TOTP_ENCRYPTION_KEY=self.totp_key,
             SESSION_COOKIE_SECURE="false",  # loopback is plain http
             PYTHONUNBUFFERED="1",
+            # As deploy/gunicorn.conf.py sets it, for the app and the bare server alike.
+            GEVENT_TRACK_GREENLET_TREE="false",
             # Dashboards resync when the server says: this often, less often for a crowd (meetings/live.py).
             DASHBOARD_RESYNC_SECONDS=str(self.sizes.resync),
         )
@@ -1583,7 +1585,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Live attendance benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}",
         *machine(),
         f"Load average at the start: {load_average()} (other work on the machine shares its cores)",
-        f"Server: gunicorn -k gevent -w 1, APP_CONFIG=production, from {args.app_dir}; clients: bench/loadgen.py "
+        f"Server: gunicorn -k gevent -w 1, APP_CONFIG=production, GEVENT_TRACK_GREENLET_TREE=false (as in "
+        f"deploy/gunicorn.conf.py), from {args.app_dir}; clients: bench/loadgen.py "
         "(python-socketio AsyncClient over WebSocket), one process, on loopback",
         "Sizes: " + ", ".join(f"{n}={getattr(sizes, n):g}" for n in Sizes.__slots__),
     )

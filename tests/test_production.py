@@ -265,6 +265,34 @@ def test_the_server_runs_with_its_open_file_limit_raised_to_the_hard_limit(serve
     assert soft == hard or (hard == "unlimited" and int(soft) > 1024)
 
 
+GREENLET_TREE_PROBE = """
+import runpy, sys
+runpy.run_path(sys.argv[1])
+import gevent
+greenlet = gevent.spawn(lambda: None)
+greenlet.join()
+print(gevent.config.track_greenlet_tree, greenlet.spawning_stack is not None)
+"""
+
+
+@pytest.mark.parametrize(("setting", "tracked"), [(None, "False False"), ("true", "True True")])
+def test_the_production_configuration_spares_each_greenlet_its_spawning_stack(setting, tracked):
+    # gevent's record of where each greenlet started costs every idle socket 5 KiB; an operator who
+    # wants it for debugging sets the variable, and that wins.
+    env = {name: value for name, value in os.environ.items() if name != "GEVENT_TRACK_GREENLET_TREE"}
+    if setting is not None:
+        env["GEVENT_TRACK_GREENLET_TREE"] = setting
+    result = subprocess.run(
+        [sys.executable, "-c", GREENLET_TREE_PROBE, str(DEPLOY / "gunicorn.conf.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == tracked
+
+
 @pytest.mark.parametrize(
     ("open_files", "connections", "sockets"),
     [
