@@ -258,6 +258,34 @@ def test_a_logged_in_officer_watches_a_session_over_a_websocket(server):
 
 
 @needs_server
+def test_a_websocket_declines_the_compression_a_browser_offers(server):
+    # Every browser offers permessage-deflate; accepted, it would keep a compressor of about 100 KiB
+    # for every open socket. The connection itself still works: the first frame is Engine.IO's open.
+    port = int(urllib.parse.urlsplit(server["base"]).port)
+    request = (
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(request.encode())
+        received = b""
+        while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < 2:
+            chunk = connection.recv(4096)
+            assert chunk, received
+            received += chunk
+    head, _, frame = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 101"), server["log"]()
+    assert not [line for line in lines if line.lower().startswith("sec-websocket-extensions")]
+    # FIN and a text frame, with RSV1 (a compressed message) clear.
+    assert frame[0] == 0x81
+    assert frame[2:4] == b"0{"
+
+
+@needs_server
 @pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="reads the limits from /proc (Linux)")
 def test_the_server_runs_with_its_open_file_limit_raised_to_the_hard_limit(server):
     limits = Path(f"/proc/{server['pid']}/limits").read_text()
