@@ -105,6 +105,7 @@ class Sizes:
     fanout_dashboards: int = 1000  # 3
     idle_sockets: int = 10_000  # 5
     heartbeat: float = 20.0
+    browser_sockets: int = 2_000  # 5, on a fresh server: sockets that offer compression, as browsers' do
     logins: int = 500  # 6
     login_window: float = 30.0
     login_addresses: int = 0  # 0: enough that no address passes the login form's limit per minute
@@ -136,6 +137,7 @@ QUICK = Sizes(
     fanout_dashboards=40,
     idle_sockets=100,
     heartbeat=1.0,
+    browser_sockets=20,
     logins=6,
     login_window=2.0,
     storm_delegates=10,
@@ -913,7 +915,9 @@ class Run:
         target = Target(kind, url, database.make_engine(url), label)
         s = self.sizes
         people = Population(
-            delegates=max(s.delegates, s.burst, s.idle_sockets, s.storm_delegates, s.soak_delegates, 20),
+            delegates=max(
+                s.delegates, s.burst, s.idle_sockets, s.browser_sockets, s.storm_delegates, s.soak_delegates, 20
+            ),
             officers=max(s.dashboards, s.burst_dashboards, s.fanout_dashboards, s.soak_dashboards, 5),
             logins=s.logins,
             sessions=("warm-up", "throughput", "fan-out", "burst", "idle", "storm", "soak", "two processes"),
@@ -950,20 +954,23 @@ class Run:
         s = self.sizes
         self.say("", "Bare Socket.IO server (bench/bare_server.py: the same gunicorn gevent worker, acknowledges only)")
         fake = [f"bare{n}" for n in range(max(s.delegates, s.dashboards, s.idle_sockets, s.burst, s.storm_delegates))]
+        if "5" in wanted:
+            # On a server of its own, started first: a worker's memory does not go back down once
+            # sockets have come and gone.
+            browsers = self.start_bare(s.browser_sockets)
+            try:
+                per, result = self.idle_memory(browsers, "bare-browsers", 1, fake[: s.browser_sockets], compress=15)
+            finally:
+                self.stop(browsers)
+            self.bare["browsers"] = {**result, "kib_per_socket": per}
+            self.say(
+                f"   idle, sockets offering compression as browsers do: {result['sockets']:,} sockets, "
+                f"{per:.1f} KiB per socket (simple-websocket accepts the offer)"
+            )
         server = self.start_bare(max(s.idle_sockets, s.delegates + s.fanout_dashboards))
         try:
             if "5" in wanted:
-                memory = {}
-
-                def sample(name: str, _message: dict) -> None:
-                    memory[name] = server.rss_kib()
-
-                job = self.job(
-                    "idle", [server.url], 1, delegates=fake[: s.idle_sockets], heartbeat=s.heartbeat, hold=s.heartbeat
-                )
-                memory["before"] = server.rss_kib()
-                result = run_loadgen(self.workdir, "bare-idle", job, sample, self.window_timeout(s.heartbeat))
-                per = (memory["steady"] - memory["before"]) / max(1, result["sockets"])
+                per, result = self.idle_memory(server, "bare-idle", 1, fake[: s.idle_sockets])
                 self.bare["idle"] = {**result, "kib_per_socket": per}
                 self.say(f"   idle: {result['sockets']:,} sockets, {per:.1f} KiB per socket")
             if wanted & {"1", "3", "4", "7"}:
@@ -1273,6 +1280,30 @@ class Run:
 
     # 5: idle sockets
 
+    def idle_memory(
+        self, server: Server, name: str, session_id: int, delegates: list[str], compress: int = 0
+    ) -> tuple[float, dict]:
+        """Run the idle scenario with these delegates: the server's memory per connected socket, and the result
+        (with the memory read before and once the sockets were steady, in KiB)."""
+        s = self.sizes
+        memory = {"before": server.rss_kib()}
+
+        def sample(checkpoint: str, _message: dict) -> None:
+            memory[checkpoint] = server.rss_kib()
+
+        job = self.job(
+            "idle",
+            [server.url],
+            session_id,
+            delegates=delegates,
+            heartbeat=s.heartbeat,
+            hold=s.heartbeat,
+            compress=compress,
+        )
+        result = run_loadgen(self.workdir, name, job, sample, self.window_timeout(s.heartbeat))
+        result["rss_kib"] = memory
+        return (memory["steady"] - memory["before"]) / max(1, result["sockets"]), result
+
     def bench_idle(self, target: Target, shared: Server | None) -> None:
         s = self.sizes
         session_id = target.sessions["idle"]
@@ -1287,37 +1318,41 @@ class Run:
         try:
             if shared is None:
                 self.warm(server, target)
-            memory = {"before": server.rss_kib()}
-
-            def sample(name: str, _message: dict) -> None:
-                memory[name] = server.rss_kib()
-
-            job = self.job(
-                "idle",
-                [server.url],
-                session_id,
-                delegates=cookies(self.secret_key, target.delegates[: s.idle_sockets]),
-                heartbeat=s.heartbeat,
-                hold=s.heartbeat,
-            )
-            result = run_loadgen(self.workdir, f"idle-{target.kind}", job, sample, self.window_timeout(s.heartbeat))
+            delegates = cookies(self.secret_key, target.delegates[: s.idle_sockets])
+            per, result = self.idle_memory(server, f"idle-{target.kind}", session_id, delegates)
             tidy(target, session_id)
         finally:
             if shared is None:
                 self.stop(server)
-        per = (memory["steady"] - memory["before"]) / max(1, result["sockets"])
+        # Browsers offer permessage-deflate, which the app declines (python-socketio's client does not
+        # offer it): measured on a fresh server, whose memory has not yet held other sockets.
+        browsers = self.start_app(target, f"idle-browsers-{target.kind}", s.browser_sockets)
+        try:
+            self.warm(browsers, target)
+            delegates = cookies(self.secret_key, target.delegates[: s.browser_sockets])
+            browser_per, browser_result = self.idle_memory(
+                browsers, f"idle-browsers-{target.kind}", session_id, delegates, compress=15
+            )
+            tidy(target, session_id)
+        finally:
+            self.stop(browsers)
         bare = (self.bare.get("idle") or {}).get("kib_per_socket")
+        bare_browsers = (self.bare.get("browsers") or {}).get("kib_per_socket")
         beats = result["heartbeats"]
         self.say(
             f"   sockets: {result['sockets']:,} connected in {result['connect_seconds']:.1f} s, "
             f"{result['checked_in']:,} checked in (ack p99 {ms(result['check_in']['latency_ms'].get('p99'))}, "
             f"errors: {errors_text(result['check_in']['errors'])}); "
             f"connect failures: {errors_text(result['connect_failures'])}",
-            f"   memory: {memory['before'] / 1024:.1f} MiB before, {memory['steady'] / 1024:.1f} MiB with the sockets: "
+            f"   memory: {result['rss_kib']['before'] / 1024:.1f} MiB before, "
+            f"{result['rss_kib']['steady'] / 1024:.1f} MiB with the sockets: "
             f"{per:.1f} KiB per socket ({times(per, bare)} the bare server's {bare or 0:.1f} KiB)",
             f"   heartbeats: {beats['events']:,} acknowledged at {beats['rate']:,.0f}/s, p50 "
             f"{ms(beats['latency_ms'].get('p50'))}, p99 {ms(beats['latency_ms'].get('p99'))}; errors: "
             f"{errors_text(beats['errors'])}; {result['heartbeats_absent']} answered present: false",
+            f"   sockets offering compression, as browsers' do (declined), on a fresh server: "
+            f"{browser_result['sockets']:,} of {s.browser_sockets:,} connected, {browser_per:.1f} KiB per socket "
+            f"({times(browser_per, bare_browsers)} the bare server's {bare_browsers or 0:.1f} KiB, which accepts it)",
         )
         met = per <= 50 and result["sockets"] == s.idle_sockets
         self.say(f"   target: ≤ 50 KiB per socket, every socket connected: {verdict(met)}")

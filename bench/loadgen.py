@@ -137,9 +137,11 @@ def new_nonce(tag: str) -> str:
 class Clients:
     """The connections of one run: one shared aiohttp session per server, every socket closed at the end."""
 
-    def __init__(self, connect_timeout: float, call_timeout: float) -> None:
+    def __init__(self, connect_timeout: float, call_timeout: float, compress: int = 0) -> None:
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout
+        # A WebSocket's offer of permessage-deflate (window bits), as every browser makes; 0: none.
+        self.compress = compress
         self.http: dict[str, aiohttp.ClientSession] = {}
         self.sockets: list[socketio.AsyncClient] = []
         self.failures: Counter[str] = Counter()
@@ -152,7 +154,9 @@ class Clients:
             self.http[url] = aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(), connector=aiohttp.TCPConnector(limit=0)
             )
-        options = {"headers": {"Cookie": f"session={cookie}"}} if cookie else {}
+        options: dict = {"headers": {"Cookie": f"session={cookie}"}} if cookie else {}
+        if self.compress:
+            options["compress"] = self.compress
         client = socketio.AsyncClient(
             reconnection=False, http_session=self.http[url], websocket_extra_options=options, request_timeout=30
         )
@@ -528,7 +532,7 @@ async def idle(job: dict) -> dict:
     A page's heartbeats start once it has checked in, as a browser's do; their latencies are recorded
     once every page is open.
     """
-    clients = Clients(job["connect_timeout"], job["call_timeout"])
+    clients = Clients(job["connect_timeout"], job["call_timeout"], job.get("compress", 0))
     stop = asyncio.Event()
     beating: list[asyncio.Future] = []
     try:

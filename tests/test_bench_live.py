@@ -69,6 +69,8 @@ def test_the_live_benchmark_runs_in_quick_mode(tmp_path):
     assert re.search(r"attendance log: \d+ entries for \d+ delegates", out)
     assert re.search(r"check-in to dashboard: p50 (n/a|[\d.]+ ms), p99 (n/a|[\d.]+ ms)", out)
     assert re.search(r"memory: [\d.]+ MiB before, [\d.]+ MiB with the sockets: -?[\d.]+ KiB per socket", out)
+    # Clients that offer compression, as browsers do, connect: the app declines the offer.
+    assert re.search(r"as browsers' do \(declined\), on a fresh server: (\d+) of \1 connected", out)
     assert re.search(r"logins: (\d+) of \1 succeeded", out)
     assert re.search(r"memory: [\d.]+ MiB at the start, [\d.]+ MiB at the end: [+-][\d.]+ %", out)
     if "--postgres" in extra:
