@@ -64,9 +64,9 @@ worker_connections = max(1, capacity.connection_capacity(OPEN_FILES))
 os.environ.setdefault("SOCKETIO_MAX_CONNECTIONS", str(capacity.socketio_capacity(worker_connections)))
 
 # gevent records, for every greenlet it starts, the stack and the greenlet that started it (for
-# debugging tools). A WebSocket holds four greenlets, and a check-in starts one more: off, each idle
-# socket takes 5 KiB less (bench/README.md) and starting a greenlet is quicker. An explicit setting
-# in the environment wins. gevent reads it when the worker starts its first greenlet.
+# debugging tools). A WebSocket holds four greenlets for as long as it is open: off, each idle socket
+# takes 5 KiB less (bench/README.md), and starting a greenlet is quicker. An explicit setting in the
+# environment wins. gevent reads it when the worker starts its first greenlet.
 os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "false")
 
 # Only X-Forwarded-Proto, which nginx always sets: gunicorn's default list also believes
