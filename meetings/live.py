@@ -82,7 +82,6 @@ class Live:
         self._told: dict[int, str] = {}  # the state each session's attendees were last told, by this process
         self._not_before: dict[int, float] = {}  # when each session's next broadcast may go (time.monotonic)
         self._lock = threading.Lock()
-        # Turns shared with the other processes, when the message queue is Redis (else None: one process).
         # Redis, when it is the message queue (else None: one process): turns, relayed messages.
         self.redis = redis_client(app.config.get("SOCKETIO_MESSAGE_QUEUE"), TURN_TIMEOUT_SECONDS)
         self._redis_failing = False
