@@ -363,7 +363,9 @@ class AttendanceEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(sa.ForeignKey("meeting_sessions.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    # No index of its own: every read of the log is by session, and accounts are never deleted. (One
+    # more index on a column in no order is one more B-tree page written at every check-in.)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     registration_id: Mapped[int] = mapped_column(sa.ForeignKey("registrations.id"))
     # The Party represented at the time, kept so that the log alone gives the quorum.
     party_id: Mapped[int | None] = mapped_column(sa.ForeignKey("parties.id"))
