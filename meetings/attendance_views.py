@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, RadioField, SelectField, StringField
@@ -194,14 +194,15 @@ def manual_check_in(session_id: int):
             officer=current_user,
             nonce=form.nonce.data,
             now=now(),
+            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
         )
     except services.MeetingError as exc:
         db.rollback()
         (form.reason.errors if exc.code.startswith("reason_") else form.form_errors).append(exc.message)
         return _render(meeting_session, form, 409)
     db.commit()
-    if outcome.result.recorded:
-        session_changed(meeting_session)
+    # Recorded, or a lapsed presence ended first: the dashboards must hear of it either way.
+    session_changed(meeting_session)
     _flash_outcome(outcome, meeting_session)
     return redirect(_back(meeting_session))
 
@@ -230,13 +231,14 @@ def manual_check_out(session_id: int, user_id: int):
             officer=current_user,
             nonce=form.nonce.data,
             now=now(),
+            lapsed_before=current_app.extensions["live"].lapse_cutoff(),
         )
     except services.MeetingError as exc:
         db.rollback()
         flash(f"{name} was not checked out: {exc.message}", "danger")
         return redirect(_back(meeting_session))
     db.commit()
-    if outcome.result.recorded:
-        session_changed(meeting_session)
+    # Recorded, or a lapsed presence ended first: the dashboards must hear of it either way.
+    session_changed(meeting_session)
     _flash_outcome(outcome, meeting_session)
     return redirect(_back(meeting_session))

@@ -45,10 +45,14 @@ def _channel_label(channels: frozenset[str]) -> str:
 def state(db: Session, meeting_session: MeetingSession, now: dt.datetime, parties: list | None = None) -> dict:
     """The session's quorum now. Parties in `present` map to how they are present: online, in_person or both.
 
+    `in_grace` lists the Parties counted present only through online presences in their grace
+    period (services.in_grace): what a quorum record keeps, to show why the statistics, which date a
+    lapse back to the last contact, may count fewer at the same instant.
+
     parties: party_rows(), if the caller has read them already.
     """
     # One read of the presences for all of it: a delegate may leave between two reads.
-    participants, by_party = services.presence_summary(db, meeting_session)
+    participants, by_party, grace = services.presence_summary(db, meeting_session, quiet_before(now))
     if parties is None:
         parties = party_rows(db, meeting_session)
     q = services.session_quorum(
@@ -72,7 +76,16 @@ def state(db: Session, meeting_session: MeetingSession, now: dt.datetime, partie
         "participants_present": sum(participants.values()),
         "participants_by_channel": participants,
         "present": present,
+        # Counted among the Parties present, though only through pages gone quiet: if none comes back
+        # within the grace period, the statistics will end their presence at the last contact.
+        "in_grace": sorted(grace & counted),
     }
+
+
+def quiet_before(now: dt.datetime) -> dt.datetime:
+    """A page not heard from since before this has missed a heartbeat and a half: frozen, or cut off."""
+    seconds = current_app.config["PRESENCE_HEARTBEAT_SECONDS"] if has_app_context() else 20
+    return now - dt.timedelta(seconds=1.5 * float(seconds))
 
 
 def party_rows(db: Session, meeting_session: MeetingSession) -> list[sa.Row]:
@@ -217,6 +230,7 @@ _LOG_SINCE = (
             Registration.status == RegistrationStatus.APPROVED,
             Registration.category == Category.PARTY,
         ).label("counts"),
+        services.actor_column(),
     )
     .join(Registration, Registration.id == AttendanceEvent.registration_id)
     .outerjoin(Party, Party.id == AttendanceEvent.party_id)
@@ -232,8 +246,8 @@ _LOGGED = sa.select(sa.func.count()).where(
 def _events(rows, counted: set[str]) -> list[timeline.Event]:
     event = timeline.Event
     return [
-        event(user_id, code if counts and code in counted else None, kind, channel, at, event_id)
-        for event_id, user_id, code, kind, channel, at, counts in rows
+        event(user_id, code if counts and code in counted else None, kind, channel, at, event_id, by)
+        for event_id, user_id, code, kind, channel, at, counts, by in rows
     ]
 
 

@@ -273,6 +273,39 @@ def _connections() -> int:
     return len(rooms.get(NAMESPACE, {}).get(None, ()))
 
 
+# Reasons for which the connection was alive until it ended: the page closed it, or the server did,
+# or its transport closed (a tab closed, a network switched). Any other (a ping timeout, a transport
+# error) comes after a silence: the page was last heard from before.
+ALIVE_UNTIL_THE_END = frozenset({"client disconnect", "server disconnect", "transport close"})
+
+
+def _last_contact(reason: str | None) -> dt.datetime | None:
+    """When the disconnecting page was last heard from, if later than its last check-in or heartbeat.
+
+    After a silence, the last packet received is the answer to the transport's last ping: Engine.IO
+    sends a ping one ping interval after each answer, so an unanswered ping sent at t was preceded by
+    an answer at t - interval. None when that is not known: the last heartbeat's stamp stands.
+    """
+    if reason in ALIVE_UNTIL_THE_END:
+        return now()
+    server = current_app.extensions["socketio"].server
+    try:
+        eio_sid = server.manager.eio_sid_from_sid(request.sid, NAMESPACE)
+        last_ping = server.eio.sockets[eio_sid].last_ping
+    except (KeyError, AttributeError):
+        return None
+    if not last_ping:
+        return None
+    return dt.datetime.fromtimestamp(last_ping - server.eio.ping_interval, dt.UTC)
+
+
+def _last_page_in(user_id: int, session_ids: list[int]) -> set[int]:
+    """The sessions in which the disconnecting page was the user's last page connected to this process."""
+    rooms = current_app.extensions["socketio"].server.manager.rooms.get(NAMESPACE, {})
+    others = set(rooms.get(user_room(user_id), ())) - {request.sid}
+    return {s for s in session_ids if others.isdisjoint(rooms.get(attendees_room(s), ()))}
+
+
 class LiveNamespace(Namespace):
     """Check-ins, heartbeats, dashboards and kiosks, for logged-in accounts only."""
 
@@ -307,6 +340,8 @@ class LiveNamespace(Namespace):
                 who,
                 now=now(),
                 lapsed_before=current_app.extensions["live"].lapse_cutoff(),
+                seen_at=_last_contact(reason),
+                last_page=_last_page_in(who.id, checked_in),
             )
             db.commit()
         except SQLAlchemyError:

@@ -165,8 +165,13 @@ def record(
     officer: User,
     nonce: str,
     now: dt.datetime,
+    lapsed_before: dt.datetime | None = None,
 ) -> Outcome:
-    """Check the registration's holder in or out by hand, and audit it; flushed, never committed."""
+    """Check the registration's holder in or out by hand, and audit it; flushed, never committed.
+
+    lapsed_before: online presences last seen before then have lapsed (meetings.live): the officer
+    acts on the presence as the log will tell it, not on one whose pages went quiet long ago.
+    """
     reason = clean_reason(reason)
     user = registration.user
     try:
@@ -181,6 +186,7 @@ def record(
             now=now,
             recorded_by=officer,
             reason=reason,
+            lapsed_before=lapsed_before,
         )
     except CheckInError as exc:
         raise _for_officer(exc, meeting_session, registration) from None

@@ -379,12 +379,13 @@ class AttendanceEvent(Base):
 
 
 class Presence(Base):
-    """Who is inside a session now, and through which channel.
+    """Who is inside a session now, and through which channel: a cache of the presence rule.
 
     One row per participant and channel, written in the same transaction as the entry or exit
-    that opens or ends it, so it always agrees with the attendance log (a test folds the log and
-    compares). The primary key makes a second arrival through the same channel impossible, even
-    from two processes at once.
+    that opens or ends it, so that it says what the attendance log says folded by the one rule
+    (meetings.presence); `flask meetings verify-attendance` compares the two and can rebuild this
+    table from the log. The primary key makes a second arrival through the same channel
+    impossible, even from two processes at once.
     """
 
     __tablename__ = "presences"
@@ -394,9 +395,15 @@ class Presence(Base):
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
     channel: Mapped[Channel] = mapped_column(enum_column(Channel), primary_key=True)
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    # Online only: the last moment the participant was known connected (check-in, heartbeat,
-    # disconnect). A presence whose last_seen_at is older than the grace period has lapsed.
+    # Online presences resting on the browser only: the last moment the participant was known
+    # connected (a check-in or heartbeat, or a page closing). A presence whose last_seen_at is older
+    # than the grace period has lapsed. None: held by a person (an officer, a kiosk, or any presence
+    # in the room), which no lapse ends.
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When the delegate's last page connected to a server process went (closed, or silent past the
+    # ping timeout); None while a page of theirs is heard from. The presence is then in its grace
+    # period: counted, but ending at last_seen_at unless a page comes back within the grace.
+    disconnected_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class FoldedLog(Base):
@@ -436,4 +443,8 @@ class QuorumSnapshot(Base):
     needed_to_decide: Mapped[int]
     credentials_accepted: Mapped[int]
     present_party_codes: Mapped[list[str]] = mapped_column(sa.JSON)
+    # The Parties among those present that were present only through online presences in their
+    # grace period (their pages gone quiet): counted, as the dashboard counted them, though the
+    # statistics will date their delegates' exits back if no page came back within the grace.
+    grace_party_codes: Mapped[list[str]] = mapped_column(sa.JSON, default=list, server_default="[]")
     recorded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))

@@ -284,23 +284,39 @@ def change_state(
 # so a check-in costs a primary-key lookup instead of a fold over the whole session's log.
 
 
-def _events(db: Session, session_id: int) -> list[presence.Event]:
+def actor_column() -> sa.ColumnElement[str]:
+    """Who logged an event (meetings.presence.actor), computed by the database: the server's exits by their nonce."""
+    return sa.case(
+        (AttendanceEvent.source != Source.SYSTEM, sa.type_coerce(AttendanceEvent.source, sa.String)),
+        (AttendanceEvent.nonce.startswith(presence.LAPSE_NONCE, autoescape=True), presence.LAPSE),
+        else_=presence.CLOSE,
+    )
+
+
+def log_events(db: Session, session_id: int) -> list[presence.Event]:
+    """A session's attendance log as the presence rule takes it, in (at, id) order."""
     rows = db.execute(
         sa.select(
             AttendanceEvent.user_id,
             AttendanceEvent.kind,
             AttendanceEvent.channel,
             AttendanceEvent.at,
+            actor_column(),
+            AttendanceEvent.id,
+            AttendanceEvent.party_id,
         )
         .where(AttendanceEvent.session_id == session_id)
         .order_by(AttendanceEvent.at, AttendanceEvent.id)
     )
-    return [presence.Event(user_id, kind.value, channel.value, at) for user_id, kind, channel, at in rows]
+    return [
+        presence.Event(user_id, kind.value, channel.value, at, by, seq, party_id)
+        for user_id, kind, channel, at, by, seq, party_id in rows
+    ]
 
 
 def logged_presence(db: Session, meeting_session: MeetingSession) -> dict[int, frozenset[str]]:
     """Who the attendance log says is inside: a full fold, for checks and reports, not for each check-in."""
-    return presence.present(_events(db, meeting_session.id))
+    return presence.present(log_events(db, meeting_session.id))
 
 
 def present_users(db: Session, meeting_session: MeetingSession) -> dict[int, frozenset[str]]:
@@ -316,7 +332,7 @@ def present_users(db: Session, meeting_session: MeetingSession) -> dict[int, fro
 # The statements of the check-in path, built once: building a statement and its cache key costs more
 # than running it, and check-ins come by the thousand a second. Run on the session's connection.
 _s, _u, _c = sa.bindparam("sid"), sa.bindparam("uid"), sa.bindparam("chan")
-_PRESENCE_SINCE = sa.select(Presence.since).where(
+_PRESENCE_SINCE = sa.select(Presence.since, Presence.last_seen_at).where(
     Presence.session_id == _s, Presence.user_id == _u, Presence.channel == _c
 )
 _LAST_EVENT_AT = sa.select(sa.func.max(AttendanceEvent.at)).where(
@@ -353,7 +369,27 @@ _at = sa.bindparam("seen_at", type_=Presence.last_seen_at.type)
 _SEEN_ONLINE = (
     sa.update(Presence.__table__)
     .where(Presence.session_id == _s, Presence.user_id == _u, Presence.channel == Channel.ONLINE)
-    .values(last_seen_at=sa.case((Presence.last_seen_at < _at, _at), else_=Presence.last_seen_at))
+    .values(
+        last_seen_at=sa.case((Presence.last_seen_at < _at, _at), else_=Presence.last_seen_at),
+        disconnected_at=None,
+    )
+)
+# A page's connection closed and no other page of the delegate is connected to this process.
+_DISCONNECTED = (
+    sa.update(Presence.__table__)
+    .where(
+        Presence.session_id == _s,
+        Presence.user_id == _u,
+        Presence.channel == Channel.ONLINE,
+        Presence.last_seen_at.is_not(None),
+    )
+    .values(disconnected_at=sa.bindparam("disconnected_at", type_=Presence.disconnected_at.type))
+)
+# A person confirms an online presence that rested on the browser: no lapse ends it now.
+_HOLD = (
+    sa.update(Presence.__table__)
+    .where(Presence.session_id == _s, Presence.user_id == _u, Presence.channel == Channel.ONLINE)
+    .values(last_seen_at=None, disconnected_at=None)
 )
 _LAPSED_OF = sa.select(Presence.session_id, Presence.user_id, Presence.since, Presence.last_seen_at).where(
     Presence.channel == Channel.ONLINE,
@@ -445,12 +481,27 @@ def _enter(
 ) -> Logged | None:
     """Open a presence and log the entry; None if already inside through that channel.
 
+    A presence opened by a person (an officer, a kiosk) is held (last_seen_at None): no lapse ends
+    it (meetings.presence, rule 4). A person's entry while the participant is inside online through
+    the browser alone is logged too, and holds the presence from then on.
+
     A concurrent entry of the same person and channel (another process, another tab) collides
     on the presence's primary key; the loser rolls back its savepoint and records nothing.
     """
-    if _presence_since(db, meeting_session.id, user_id, channel) is not None:
+    by_person = source in (Source.OFFICER, Source.KIOSK)
+    params = {"sid": meeting_session.id, "uid": user_id, "chan": channel}
+    existing = db.connection().execute(_PRESENCE_SINCE, params).first()
+    if existing is not None:
         # A second tab, or a page reconnecting: the usual case, answered without a failed insert.
-        return None
+        if not (by_person and existing.last_seen_at is not None):
+            return None
+        try:
+            with db.begin_nested():
+                db.connection().execute(_HOLD, params)
+                at = max(at, existing.since)
+                return _log_event(db, meeting_session, user_id, EventKind.ENTRY, channel, source, at, **details)
+        except IntegrityError:
+            return None  # the same entry (same nonce) was committed by a concurrent request
     # Never before the person's last exit through this channel (a kiosk's queued scan may be
     # older): the log, folded in time order, must say what the presences table says.
     last = _last_event_at(db, meeting_session.id, user_id, channel)
@@ -464,7 +515,7 @@ def _enter(
                     "user_id": user_id,
                     "channel": channel,
                     "since": at,
-                    "last_seen_at": at if channel == Channel.ONLINE else None,
+                    "last_seen_at": at if channel == Channel.ONLINE and not by_person else None,
                 },
             )
             return _log_event(db, meeting_session, user_id, EventKind.ENTRY, channel, source, at, **details)
@@ -548,8 +599,13 @@ def record_attendance(
     now: dt.datetime,
     recorded_by: User | None = None,
     reason: str | None = None,
+    lapsed_before: dt.datetime | None = None,
 ) -> CheckInResult:
-    """Check a participant in or out of a session; the same nonce twice records one event."""
+    """Check a participant in or out of a session; the same nonce twice records one event.
+
+    With lapsed_before, an online presence of theirs that lapsed (not seen since then) is ended
+    first, at its last moment seen: an officer acting on it acts on what the log will say.
+    """
     if not isinstance(nonce, str) or not NONCE_RE.match(nonce):
         raise CheckInError(
             "bad_nonce",
@@ -558,6 +614,8 @@ def record_attendance(
     earlier = _earlier(db, meeting_session, user, kind, nonce)
     if earlier is not None:
         return earlier
+    if lapsed_before is not None and channel == Channel.ONLINE:
+        end_lapsed_presences(db, lapsed_before, session_id=meeting_session.id, user_id=user.id)
     details = {"nonce": nonce, "recorded_by": recorded_by, "reason": reason}
     if kind == EventKind.ENTRY:
         details["registration"] = _check_entry_allowed(db, meeting_session, user, channel)
@@ -732,17 +790,34 @@ def online_check_out(
 
 
 def online_disconnected(
-    db: Session, session_ids: Iterable[int], user: User, *, now: dt.datetime, lapsed_before: dt.datetime
+    db: Session,
+    session_ids: Iterable[int],
+    user: User,
+    *,
+    now: dt.datetime,
+    lapsed_before: dt.datetime,
+    seen_at: dt.datetime | None,
+    last_page: Iterable[int] = (),
 ) -> set[int]:
-    """A page closed (or lost its connection): the delegate was connected until now; the grace period starts.
+    """A page's connection ended: the grace period runs from the last moment the delegate was known connected.
 
-    A presence that had already lapsed is ended at its last moment seen, not revived. Returns the
-    sessions whose presences changed.
+    seen_at: when the page was last heard from, if its end says so (it closed: now); None when it
+    went silent (a frozen page, a network drop noticed by the ping timeout), whose last contact is
+    already stamped by its last check-in or heartbeat. last_page: the sessions for which it was the
+    delegate's last page connected to this process: their presences are marked disconnected (in a
+    grace period) until a page of theirs is heard from again. A presence that had already lapsed is
+    ended at its last moment seen, not revived. Returns the sessions whose presences changed.
     """
     changed: set[int] = set()
+    last_page = set(last_page)
     for session_id in session_ids:
         changed |= end_lapsed_presences(db, lapsed_before, session_id=session_id, user_id=user.id)
-        online_seen(db, session_id, user.id, now)
+        if seen_at is not None:
+            online_seen(db, session_id, user.id, seen_at)
+        if session_id in last_page:
+            marked = db.connection().execute(_DISCONNECTED, {"sid": session_id, "uid": user.id, "disconnected_at": now})
+            if marked.rowcount:
+                changed.add(session_id)
     return changed
 
 
@@ -750,14 +825,31 @@ def online_disconnected(
 
 
 class PresenceSummary(NamedTuple):
-    """How many are present through each channel, and the Parties present with their delegates' channels."""
+    """How many are present through each channel, and the Parties present with their delegates' channels.
+
+    in_grace: the Parties present only through online presences in their grace period (in_grace()).
+    """
 
     participants: dict[str, int]  # "online", "in_person", "both"
     parties: dict[str, frozenset[str]]
+    in_grace: frozenset[str] = frozenset()
+
+
+def in_grace(quiet_before: sa.BindParameter | dt.datetime) -> sa.ColumnElement[bool]:
+    """An online presence in its grace period: resting on the browser alone, and its delegate's last page
+    gone (disconnected_at) or silent since before quiet_before. It is counted until the grace period
+    ends; then the lapse ends it at its last moment seen, and the statistics count it until then only."""
+    return sa.and_(
+        Presence.channel == Channel.ONLINE,
+        Presence.last_seen_at.is_not(None),
+        sa.or_(Presence.disconnected_at.is_not(None), Presence.last_seen_at < quiet_before),
+    )
 
 
 def _presence_summary_statement() -> sa.CompoundSelect:
     session_id = sa.bindparam("session_id")
+    # 1 for a presence that settles its Party's presence, 0 for one in its grace period.
+    settled = sa.case((in_grace(sa.bindparam("quiet_before", type_=Presence.last_seen_at.type)), 0), else_=1)
     per_participant = (
         sa.select(sa.func.count(Presence.channel).label("ways"), sa.func.min(Presence.channel).label("channel"))
         .where(Presence.session_id == session_id)
@@ -765,11 +857,19 @@ def _presence_summary_statement() -> sa.CompoundSelect:
         .subquery()
     )
     participants = sa.select(
-        sa.null().label("code"), per_participant.c.ways, per_participant.c.channel, sa.func.count().label("n")
+        sa.null().label("code"),
+        per_participant.c.ways,
+        per_participant.c.channel,
+        sa.func.count().label("n"),
+        sa.literal(1).label("settled"),
     ).group_by(per_participant.c.ways, per_participant.c.channel)
     parties = (
         sa.select(
-            Party.code, sa.func.count(sa.distinct(Presence.channel)), sa.func.min(Presence.channel), sa.literal(0)
+            Party.code,
+            sa.func.count(sa.distinct(Presence.channel)),
+            sa.func.min(Presence.channel),
+            sa.literal(0),
+            sa.func.max(settled),
         )
         .select_from(Presence)
         .join(
@@ -792,20 +892,35 @@ def _presence_summary_statement() -> sa.CompoundSelect:
 # between two): dashboards ask ten times a second while thousands are present.
 _PRESENCE_SUMMARY = _presence_summary_statement()
 BOTH_CHANNELS = frozenset(channel.value for channel in Channel)
+# Without quiet_before, only a presence whose last page is known gone is in its grace period.
+_LONG_AGO = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def presence_summary(db: Session, meeting_session: MeetingSession) -> PresenceSummary:
-    """Who is present through which channels, counted; and which Parties, through their approved delegates."""
+def presence_summary(
+    db: Session, meeting_session: MeetingSession, quiet_before: dt.datetime | None = None
+) -> PresenceSummary:
+    """Who is present through which channels, counted; and which Parties, through their approved delegates.
+
+    quiet_before: an online presence last heard from before then is in its grace period (a page
+    frozen or cut off, which the server has not noticed yet).
+    """
     participants = {"online": 0, "in_person": 0, "both": 0}
     parties: dict[str, frozenset[str]] = {}
-    params = {"session_id": meeting_session.id, "meeting_id": meeting_session.segment.meeting_id}
-    for code, ways, channel, n in db.execute(_PRESENCE_SUMMARY, params):
+    grace: set[str] = set()
+    params = {
+        "session_id": meeting_session.id,
+        "meeting_id": meeting_session.segment.meeting_id,
+        "quiet_before": quiet_before or _LONG_AGO,
+    }
+    for code, ways, channel, n, settled in db.execute(_PRESENCE_SUMMARY, params):
         channels = BOTH_CHANNELS if ways > 1 else frozenset({Channel(channel).value})
         if code is None:
             participants["both" if ways > 1 else Channel(channel).value] += n
         else:
             parties[code] = channels
-    return PresenceSummary(participants, parties)
+            if not settled:
+                grace.add(code)
+    return PresenceSummary(participants, parties, frozenset(grace))
 
 
 def present_parties_channels(db: Session, meeting_session: MeetingSession) -> dict[str, frozenset[str]]:
@@ -845,8 +960,8 @@ def session_quorum(
 
 
 def attendance_rows(db: Session, meeting_session: MeetingSession) -> Iterator[dict]:
-    """One row per attendance interval: who, whom they represent, channel, in and out."""
-    intervals = presence.intervals(_events(db, meeting_session.id))
+    """One row per stretch of presence (meetings.presence): who, whom they represent, channel, in and out."""
+    intervals = presence.stretches(log_events(db, meeting_session.id))
     user_ids = {interval.participant for interval in intervals}
     registrations = (
         {

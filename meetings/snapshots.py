@@ -29,6 +29,8 @@ SNAPSHOT_COLUMNS = [
     "decision_quorum_met",
     "credentials_accepted",
     "present_parties",
+    "parties_in_grace",
+    "grace_parties",
     "recorded_by",
 ]
 
@@ -68,7 +70,10 @@ def record(
     """Store the session's quorum as it stands now, under label.
 
     Online presences that lapsed before lapsed_before (now less the grace period) are ended
-    first, so that a delegate whose connection dropped two minutes ago is not counted.
+    first, so that a delegate whose connection dropped two minutes ago is not counted. A Party
+    present only through pages gone quiet within the grace period is counted, as the dashboard
+    counts it, and listed apart (grace_party_codes): if no page of theirs comes back, the
+    statistics end those presences at the last contact and count fewer Parties at this instant.
     """
     label = clean_label(label)
     # Before opening nobody can be checked in: a record would only ever say zero.
@@ -89,6 +94,7 @@ def record(
         needed_to_decide=state["needed_to_decide"],
         credentials_accepted=state["credentials_accepted"],
         present_party_codes=sorted(state["present"]),
+        grace_party_codes=state["in_grace"],
         recorded_by_id=actor.id,
     )
     db.add(snapshot)
@@ -103,6 +109,7 @@ def record(
         label=label,
         parties_in_force=snapshot.parties_in_force,
         parties_present=snapshot.parties_present,
+        parties_in_grace=len(snapshot.grace_party_codes),
     )
     db.flush()
     return snapshot
@@ -155,5 +162,7 @@ def snapshot_rows(db: Session, meeting_session: MeetingSession) -> Iterator[dict
             "decision_quorum_met": "yes" if q.can_decide else "no",
             "credentials_accepted": snapshot.credentials_accepted,
             "present_parties": " ".join(q.present_codes),
+            "parties_in_grace": len(snapshot.grace_party_codes or ()),
+            "grace_parties": " ".join(snapshot.grace_party_codes or ()),
             "recorded_by": entry.recorded_by,
         }

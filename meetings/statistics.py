@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from auth.models import GENDER_LABELS, Gender, User
+from meetings import presence
 from meetings.models import (
     CATEGORY_LABELS,
     AttendanceEvent,
@@ -49,7 +50,7 @@ from meetings.models import (
 )
 from meetings.quorum import in_force_on, required
 from meetings.report import Chart, Column, Report, Series, Table
-from meetings.services import MeetingError
+from meetings.services import MeetingError, actor_column
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +111,21 @@ class SessionFold:
     memo: dict = field(default_factory=dict, compare=False)
 
 
-def fold(rows: Sequence[tuple[int, int, int | None]], end: int, counted: frozenset[int] | set[int]) -> SessionFold:
-    """Fold one session's log, given rows (at, code, party) in (at, id) order and none after end (microseconds).
+def fold(rows: Sequence[tuple[int, int, int | None, str]], end: int, counted: frozenset[int] | set[int]) -> SessionFold:
+    """Fold one session's log, given rows (at, code, party, by) in (at, id) order and none after end (microseconds).
 
-    code = participant * 4 + 2 if in the room (0 online) + 1 if an entry (0 an exit). Per participant
-    and channel, an entry while inside or an exit while outside changes nothing (as in
-    meetings.presence). A person is present while inside through at least one channel; a Party is
-    present while at least one of its delegates in `counted` (approved Party delegates) is inside.
-    Presence still open at end ends at end. The peak is taken after all the events of a moment, so
-    an exit and an entry at the same instant leave no dip and make no spike.
+    code = participant * 4 + 2 if in the room (0 online) + 1 if an entry (0 an exit); by: who logged
+    the event (meetings.presence.actor). Per participant and channel, the presence rule
+    (meetings.presence.Inside) says whether an event opens or ends a stretch. A person is present
+    while inside through at least one channel; a Party is present while at least one of its
+    delegates in `counted` (approved Party delegates) is inside. Presence still open at end ends at
+    end. The peak is taken after all the events of a moment, so an exit and an entry at the same
+    instant leave no dip and make no spike.
     """
     # Keys are participant * 2 + channel; key ^ 1 is the same participant's other channel.
-    inside: dict[int, int] = {}  # key -> since
+    rule = presence.Inside()
+    inside = rule.open  # key -> (since, started_by, held, party)
+    enter, leave = rule.enter, rule.leave
     inside_party: dict[int, int] = {}  # key -> Party, for counted delegates
     since: dict[int, int] = {}  # participant -> start of the current person-level presence
     party_ways: dict[int, int] = {}  # Party -> keys inside
@@ -132,16 +136,15 @@ def fold(rows: Sequence[tuple[int, int, int | None]], end: int, counted: frozens
     parties: list[tuple[int, int, int]] = []
     n = peak = 0
     peak_at = last = None
-    for at, code, party in rows:
+    for at, code, party, by in rows:
         if at != last:
             if n > peak:
                 peak, peak_at = n, last
             last = at
         key = code >> 1
         if code & 1:
-            if key in inside:
+            if not enter(key, at, by):
                 continue
-            inside[key] = at
             seen.add(key)
             if key ^ 1 not in inside:
                 since[key >> 1] = at
@@ -152,7 +155,7 @@ def fold(rows: Sequence[tuple[int, int, int | None]], end: int, counted: frozens
                 party_ways[party] = pw + 1
                 if not pw:
                     party_since[party] = at
-        elif inside.pop(key, None) is not None:
+        elif leave(key, by) is not None:
             if key ^ 1 not in inside:
                 user = key >> 1
                 start = since.pop(user)
@@ -405,14 +408,14 @@ def _micros(column: sa.ColumnElement, dialect: str) -> sa.ColumnElement[int]:
 
 
 def _log_query(dialect: str, session_id: int, end: dt.datetime, users: sa.Select | None) -> sa.Select:
-    """A session's log up to end as (at in microseconds, code, Party), in (at, id) order: see fold()."""
+    """A session's log up to end as (at in microseconds, code, Party, by), in (at, id) order: see fold()."""
     code = (
         AttendanceEvent.user_id * 4
         + sa.case((AttendanceEvent.channel == Channel.IN_PERSON, 2), else_=0)
         + sa.case((AttendanceEvent.kind == EventKind.ENTRY, 1), else_=0)
     )
     query = (
-        sa.select(_micros(AttendanceEvent.at, dialect), code, AttendanceEvent.party_id)
+        sa.select(_micros(AttendanceEvent.at, dialect), code, AttendanceEvent.party_id, actor_column())
         .where(AttendanceEvent.session_id == session_id, AttendanceEvent.at <= end)
         .order_by(AttendanceEvent.at, AttendanceEvent.id)
     )
@@ -681,9 +684,9 @@ def _fold_sessions(db: Session, scope: Scope) -> tuple[dict[int, SessionFold], d
 
 # Folds kept in the database ------------------------------------------------------------------
 
-# The layout and rules of FoldedLog.data (2: no peak counted at the very end); a fold kept under others is
-# folded again from the log.
-FOLD_ENCODING = 2
+# The layout and rules of FoldedLog.data (2: no peak counted at the very end; 3: the presence rule's held
+# presences, which no lapse ends); a fold kept under others is folded again from the log.
+FOLD_ENCODING = 3
 _NONE = -(2**63)  # None in an int64 field
 
 
@@ -1531,18 +1534,17 @@ def attendance_rows(db: Session, scope: Scope) -> Iterator[tuple]:
     for meeting_session in scope.sessions:
         end = _end_us(meeting_session, scope.now)
         closed = meeting_session.state == SessionState.CLOSED
-        inside: dict[int, int] = {}
+        rule = presence.Inside()
         done: list[tuple[int, int, int | None]] = []
-        for at, code, _party in _fetch(db, _log_query(dialect, meeting_session.id, from_us(end), users_filter)):
+        for at, code, _party, by in _fetch(db, _log_query(dialect, meeting_session.id, from_us(end), users_filter)):
             key = code >> 1
             if code & 1:
-                if key not in inside:
-                    inside[key] = at
+                rule.enter(key, at, by)
             else:
-                start = inside.pop(key, None)
-                if start is not None:
-                    done.append((start, key, at))
-        done.extend((start, key, end if closed else None) for key, start in inside.items())
+                ended = rule.leave(key, by)
+                if ended is not None:
+                    done.append((ended[0], key, at))
+        done.extend((start, key, end if closed else None) for key, (start, *_) in rule.open.items())
         # By arrival, then participant and channel; a stretch of no length keeps its place before a re-entry at
         # the same instant (out may be None, which does not compare with a time).
         done.sort(key=lambda stretch: (stretch[0], stretch[1]))

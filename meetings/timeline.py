@@ -9,8 +9,9 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from itertools import groupby
 
-ENTRY = "entry"
-EXIT = "exit"
+from meetings.presence import BROWSER, ENTRY, EXIT, Inside
+
+__all__ = ["ENTRY", "EXIT", "LATE_WINDOW", "SETTLE", "Event", "Running", "parties_present"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,7 @@ class Event:
     """One entry or exit of a participant representing a Party (or None) through one channel.
 
     `seq` breaks ties between events logged at the same moment: the log's id, so that the fold
-    follows the order in which they were written.
+    follows the order in which they were written. `by` is who logged it (meetings.presence.actor).
     """
 
     participant: Hashable
@@ -27,6 +28,7 @@ class Event:
     channel: str
     at: dt.datetime
     seq: int = 0
+    by: str = BROWSER
 
 
 Point = tuple[dt.datetime, int]
@@ -35,37 +37,24 @@ Point = tuple[dt.datetime, int]
 def parties_present(events: Iterable[Event], start: dt.datetime, end: dt.datetime) -> list[Point]:
     """Step points (time, Parties present from then on) from start to end.
 
-    The log is folded in (at, seq) order whatever order the events come in: an online presence
-    that lapsed is ended by an exit dated back to its last moment seen, written after later
-    events. A participant is inside through each channel between an entry and an exit (a second
-    entry through the same channel, or an exit while outside, changes nothing, as in
-    presence.intervals); a Party is present while any of its delegates is inside through any
-    channel. Events with no Party (observers) do not count.
+    The log is folded in (at, seq) order by the presence rule (meetings.presence): an online
+    presence that lapsed is ended by an exit dated back to its last moment seen, written after later
+    events; a repeated entry or an exit while outside changes nothing; a lapse does not end a
+    presence a person holds. A Party is present while any of its delegates is inside through any
+    channel. Events with no Party (observers, Parties not counted) do not count.
 
     The first point is at start, with the count after every event up to and including start;
     then one point per moment the count changed (several events at one moment make one point,
     so an exit and an entry at the same instant leave no dip); the last point is at end.
     Events after end are left out.
     """
-    inside: dict[tuple[Hashable, str], Hashable] = {}
-    ways_in: dict[Hashable, int] = {}
+    fold = _Fold()
     points: list[Point] = [(start, 0)]
-    for at, moment in groupby(sorted(events, key=lambda e: (e.at, e.seq)), key=lambda e: e.at):
+    for at, moment in groupby(sorted(events, key=_order), key=lambda e: e.at):
         if at > end:
             break
-        for event in moment:
-            if event.party is None:
-                continue
-            key = (event.participant, event.channel)
-            if event.kind == ENTRY and key not in inside:
-                inside[key] = event.party
-                ways_in[event.party] = ways_in.get(event.party, 0) + 1
-            elif event.kind == EXIT and key in inside:
-                party = inside.pop(key)
-                ways_in[party] -= 1
-                if not ways_in[party]:
-                    del ways_in[party]
-        count = len(ways_in)
+        fold.apply(moment)
+        count = len(fold.ways_in)
         if at <= start:
             points[0] = (start, count)
         elif count != points[-1][1]:
@@ -88,29 +77,37 @@ class _Fold:
 
     __slots__ = ("changes", "inside", "ways_in")
 
-    def __init__(self, inside: dict | None = None, ways_in: dict | None = None, changes: list | None = None) -> None:
-        self.inside: dict[tuple[Hashable, str], Hashable] = inside or {}
+    def __init__(self, inside: Inside | None = None, ways_in: dict | None = None, changes: list | None = None) -> None:
+        self.inside = inside or Inside()
         self.ways_in: dict[Hashable, int] = ways_in or {}
         self.changes: list[Point] = changes or []
 
     def copy(self) -> _Fold:
-        return _Fold(dict(self.inside), dict(self.ways_in), list(self.changes))
+        return _Fold(self.inside.copy(), dict(self.ways_in), list(self.changes))
+
+    def apply(self, events: Iterable[Event]) -> None:
+        """Fold events by the presence rule, counting the Parties present (without points)."""
+        inside, ways_in = self.inside, self.ways_in
+        for event in events:
+            party = event.party
+            if party is None:
+                continue
+            key = (event.participant, event.channel)
+            if event.kind == ENTRY:
+                if inside.enter(key, event.at, event.by, party):
+                    ways_in[party] = ways_in.get(party, 0) + 1
+            else:
+                ended = inside.leave(key, event.by)
+                if ended is not None:
+                    party = ended[3]
+                    ways_in[party] -= 1
+                    if not ways_in[party]:
+                        del ways_in[party]
 
     def fold(self, events: Iterable[Event]) -> None:
         """Fold events, in (at, seq) order and none before the last second folded."""
         for second, moment in groupby(events, key=lambda e: _second(e.at)):
-            for event in moment:
-                if event.party is None:
-                    continue
-                key = (event.participant, event.channel)
-                if event.kind == ENTRY and key not in self.inside:
-                    self.inside[key] = event.party
-                    self.ways_in[event.party] = self.ways_in.get(event.party, 0) + 1
-                elif event.kind == EXIT and key in self.inside:
-                    party = self.inside.pop(key)
-                    self.ways_in[party] -= 1
-                    if not self.ways_in[party]:
-                        del self.ways_in[party]
+            self.apply(moment)
             count = len(self.ways_in)
             changes = self.changes
             if changes and changes[-1][0] == second:  # more of a second already folded

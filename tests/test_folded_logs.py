@@ -38,10 +38,10 @@ def kept(db) -> dict[int, tuple[int, int]]:
 
 def test_a_fold_survives_encoding_exactly(db, small):  # noqa: F811
     rows = [
-        (0, 1 * 4 + 1, 7),
-        (5, 2 * 4 + 2 + 1, 7),
-        (10, 1 * 4, 7),
-        (30, 3 * 4 + 1, None),
+        (0, 1 * 4 + 1, 7, "browser"),
+        (5, 2 * 4 + 2 + 1, 7, "kiosk"),
+        (10, 1 * 4, 7, "browser"),
+        (30, 3 * 4 + 1, None, "officer"),
     ]
     for f in (statistics.fold(rows, 60, counted={1, 2}), statistics.fold([], 60, counted=set())):
         f.counted = frozenset(f.present.keys() & {1, 2})

@@ -1,5 +1,6 @@
 """Officers check participants in and out by hand, with a reason: logged, audited, shown and broadcast."""
 
+import datetime as dt
 import re
 
 import pytest
@@ -222,7 +223,7 @@ def test_an_officer_checks_a_present_delegate_out(db, opened, officer, swiss, cl
     user, client = officer
     delegate, _ = swiss
     enter(db, opened, delegate, clock)
-    clock.advance(600)
+    clock.advance(30)  # within the grace period of the delegate's last heartbeat
 
     response = check_out(client, opened, delegate, reason="Connection dropped; confirmed by phone")
 
@@ -283,6 +284,82 @@ def test_checking_out_someone_who_already_left_records_nothing(db, opened, offic
     assert "Ana Souza (Switzerland) is not present online any more: nothing to check out." in page
     assert [e.source for e in events(db, opened)] == [Source.BROWSER, Source.BROWSER]
     assert audits(db, "attendance.manual_exit") == []
+
+
+# A presence recorded by a person lasts until a person (or the close) ends it ----------------
+
+
+def sweep(app, db, clock):
+    """The presence sweeper's round (meetings/live.py), at the clock's time."""
+    grace = dt.timedelta(seconds=app.config["PRESENCE_GRACE_SECONDS"])
+    services.end_lapsed_presences(db, clock() - grace)
+    db.commit()
+
+
+def test_an_officers_online_check_in_outlasts_the_grace_period(app, db, opened, officer, swiss, clock):
+    _, client = officer
+    delegate, number = swiss
+    assert check_in(client, opened, number, channel="online").status_code == 302
+    checked_in_at = clock()
+    clock.advance(app.config["PRESENCE_GRACE_SECONDS"] + 1)
+    sweep(app, db, clock)
+    clock.advance(600)
+    sweep(app, db, clock)
+
+    # Nothing sends heartbeats for it, and nothing needs to: the delegate is still present.
+    assert services.present_users(db, opened) == {delegate.id: frozenset({"online"})}
+    assert services.session_quorum(db, opened).present_codes == ("CHE",)
+    response = check_out(client, opened, delegate, reason="Left the call; confirmed by phone")
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Checked out: Ana Souza (Switzerland), online" in page
+    logged = [(e.kind, e.source, e.at) for e in events(db, opened)]
+    assert logged == [
+        (EventKind.ENTRY, Source.OFFICER, checked_in_at),
+        (EventKind.EXIT, Source.OFFICER, clock()),
+    ]
+
+
+def test_an_officer_confirming_a_browser_presence_holds_it(app, db, opened, officer, swiss, clock):
+    _, client = officer
+    delegate, number = swiss
+    enter(db, opened, delegate, clock)  # the delegate's page
+    assert check_in(client, opened, number, channel="online", reason="Confirmed on the call").status_code == 302
+    confirmed_at = clock()
+    clock.advance(app.config["PRESENCE_GRACE_SECONDS"] * 3)  # the page went quiet
+    sweep(app, db, clock)
+
+    assert services.present_users(db, opened) == {delegate.id: frozenset({"online"})}
+    assert [(e.kind, e.source) for e in events(db, opened)] == [
+        (EventKind.ENTRY, Source.BROWSER),
+        (EventKind.ENTRY, Source.OFFICER),
+    ]
+    assert events(db, opened)[-1].at == confirmed_at
+    # A delegate leaving from their page still ends it: a person ends a held presence.
+    services.online_check_out(
+        db, opened, delegate, nonce="left-myself", now=clock(), lapsed_before=clock() - dt.timedelta(seconds=60)
+    )
+    db.commit()
+    assert services.present_users(db, opened) == {}
+
+
+def test_an_officer_acting_on_a_lapsed_presence_acts_on_what_the_log_will_say(app, db, opened, officer, swiss, clock):
+    """The page went quiet long ago, the sweep has not run yet: the officer's check-in starts a new presence."""
+    _, client = officer
+    delegate, number = swiss
+    enter(db, opened, delegate, clock)
+    last_seen = clock()
+    clock.advance(app.config["PRESENCE_GRACE_SECONDS"] + 30)
+
+    assert check_in(client, opened, number, channel="online").status_code == 302
+    logged = [(e.kind, e.source, e.at) for e in events(db, opened)]
+    assert logged == [
+        (EventKind.ENTRY, Source.BROWSER, last_seen),
+        (EventKind.EXIT, Source.SYSTEM, last_seen),
+        (EventKind.ENTRY, Source.OFFICER, clock()),
+    ]
+    clock.advance(app.config["PRESENCE_GRACE_SECONDS"] + 1)
+    sweep(app, db, clock)
+    assert services.present_users(db, opened) == {delegate.id: frozenset({"online"})}
 
 
 # Refusals ----------------------------------------------------------------------------------

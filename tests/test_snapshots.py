@@ -1,6 +1,7 @@
 """Quorum snapshots: officers record the quorum at a named moment from the dashboard and export the records."""
 
 import csv
+import datetime as dt
 import io
 
 import pytest
@@ -9,7 +10,7 @@ from conftest import csrf_token, login
 
 import meetings.snapshot_views  # noqa: F401  (adds the snapshot routes to the blueprint before the app is built)
 from auth.models import AuditEntry, Role
-from meetings import services, snapshots
+from meetings import dashboard, presence, services, snapshots
 from meetings.models import Channel, Credentials, CredentialsStatus, EventKind, Party, QuorumSnapshot, Source
 
 PASSWORD = "officer pass phrase"
@@ -177,6 +178,66 @@ def test_the_csv_lists_snapshots_with_formula_cells_neutralised(db, opened, offi
     assert row["credentials_accepted"] == "1"
     assert row["present_parties"] == "CHE FRA"
     assert row["recorded_by"] == "Test Person"
+
+
+def test_a_record_keeps_the_parties_counted_through_pages_in_their_grace_period(
+    app, db, opened, officer, two_present, clock
+):
+    """A record counts what the dashboard counts, and lists apart what the statistics may later date back."""
+    _, client = officer
+    che, fra = two_present
+    grace = dt.timedelta(seconds=app.config["PRESENCE_GRACE_SECONDS"])
+    closed_at = clock()
+    # Switzerland's only page closes; France's keeps beating.
+    services.online_disconnected(
+        db, [opened.id], che, now=clock(), lapsed_before=clock() - grace, seen_at=clock(), last_page=[opened.id]
+    )
+    db.commit()
+    clock.advance(10)
+    services.online_seen(db, opened.id, fra.id, clock())
+    db.commit()
+    assert dashboard.state(db, opened, clock())["in_grace"] == ["CHE"]
+
+    record(client, opened, "Adoption of decision MC-4/2")
+
+    [snapshot] = stored(db)
+    assert (snapshot.parties_present, snapshot.present_party_codes) == (2, ["CHE", "FRA"])
+    assert snapshot.grace_party_codes == ["CHE"]
+    records = client.get(f"/sessions/{opened.id}/dashboard").get_data(as_text=True).split('id="snapshots"')[1]
+    assert "1: CHE" in records
+    [row] = list(csv.DictReader(io.StringIO(client.get(f"/sessions/{opened.id}/snapshots.csv").get_data(as_text=True))))
+    assert (row["present_parties"], row["parties_in_grace"], row["grace_parties"]) == ("CHE FRA", "1", "CHE")
+
+    # No page of Switzerland's came back: its presence ends at the last contact, before the record,
+    # and the log (what the statistics count) has one Party at the record's instant: 2 less the 1 listed.
+    clock.advance(grace.total_seconds() + 1)
+    services.online_seen(db, opened.id, fra.id, clock())
+    services.end_lapsed_presences(db, clock() - grace)
+    db.commit()
+    spans = [(s.party, s.start, s.end) for s in presence.stretches(services.log_events(db, opened.id))]
+    assert (
+        presence.count_at(spans, snapshot.taken_at) == 1 == snapshot.parties_present - len(snapshot.grace_party_codes)
+    )
+    assert [s.end for s in presence.stretches(services.log_events(db, opened.id)) if s.participant == che.id] == [
+        closed_at
+    ]
+
+
+def test_a_page_that_went_quiet_puts_its_party_in_the_grace_period(db, opened, two_present, clock):
+    """A frozen page is not noticed by the transport for up to 45 s: a heartbeat and a half missed says it."""
+    che, fra = two_present
+    clock.advance(20)
+    services.online_seen(db, opened.id, fra.id, clock())
+    db.commit()
+    assert dashboard.state(db, opened, clock())["in_grace"] == []
+    clock.advance(15)  # Switzerland last heard from 35 s ago
+    services.online_seen(db, opened.id, fra.id, clock())
+    db.commit()
+    state = dashboard.state(db, opened, clock())
+    assert state["in_grace"] == ["CHE"] and state["parties_present"] == 2
+    services.online_seen(db, opened.id, che.id, clock())  # its page is heard from again
+    db.commit()
+    assert dashboard.state(db, opened, clock())["in_grace"] == []
 
 
 def test_delegates_may_neither_record_nor_export(app, db, opened, make_delegate, clock):

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from auth.models import Gender, Role
-from meetings import services, statistics
+from meetings import presence, services, statistics
 from meetings.models import (
     AttendanceEvent,
     Category,
@@ -44,9 +44,12 @@ MIN = 60 * statistics.US
 # The fold, with plain values ----------------------------------------------------------------------
 
 
-def row(minute: float, user: int, kind: str, channel: str = "online", party: int | None = None) -> tuple:
+def row(
+    minute: float, user: int, kind: str, channel: str = "online", party: int | None = None, by: str | None = None
+) -> tuple:
     code = user * 4 + (2 if channel == "in_person" else 0) + (1 if kind == "entry" else 0)
-    return (round(minute * MIN), code, party)
+    by = by or ("kiosk" if channel == "in_person" else "browser")
+    return (round(minute * MIN), code, party, by)
 
 
 @pytest.mark.parametrize(
@@ -92,6 +95,35 @@ def row(minute: float, user: int, kind: str, channel: str = "online", party: int
             {1: 10, 2: 60, 3: 20},
             (2, 0),
             id="several events at one moment count together",
+        ),
+        pytest.param(
+            [row(0, 1, "entry", by="officer"), row(0, 1, "exit", by="lapse"), row(30, 1, "exit", by="officer")],
+            60,
+            {1: 1},
+            {1: 30},
+            (1, 0),
+            id="an officer's check-in online is held: a lapse does not end it, the officer's exit does",
+        ),
+        pytest.param(
+            [
+                row(0, 1, "entry"),
+                row(5, 1, "entry", by="officer"),
+                row(6, 1, "exit", by="lapse"),
+                row(50, 1, "exit", by="close"),
+            ],
+            60,
+            {1: 1},
+            {1: 50},
+            (1, 0),
+            id="a browser's presence confirmed by an officer is held from then on, until the close",
+        ),
+        pytest.param(
+            [row(0, 1, "entry"), row(4, 1, "exit", by="lapse"), row(9, 1, "entry")],
+            10,
+            {1: 1},
+            {1: 4 + 1},
+            (1, 0),
+            id="a lapse ends a presence resting on the browser alone",
         ),
     ],
 )
@@ -952,6 +984,7 @@ def _fold_of(db, meeting_session: MeetingSession, end: dt.datetime, users) -> st
             statistics.to_us(e.at),
             e.user_id * 4 + (2 if e.channel == Channel.IN_PERSON else 0) + (1 if e.kind == EventKind.ENTRY else 0),
             e.party_id,
+            presence.actor(e.source.value, e.nonce),
         )
         for e in events
         if e.user_id in users

@@ -21,7 +21,8 @@ def to_the_second(events: list[Event]) -> list[Event]:
     """The events at their whole second, still in the order they happened (their rank in it as seq)."""
     in_order = sorted(events, key=lambda e: (e.at, e.seq))
     return [
-        Event(e.participant, e.party, e.kind, e.channel, e.at.replace(microsecond=0), n) for n, e in enumerate(in_order)
+        Event(e.participant, e.party, e.kind, e.channel, e.at.replace(microsecond=0), n, e.by)
+        for n, e in enumerate(in_order)
     ]
 
 

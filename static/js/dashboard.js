@@ -236,14 +236,19 @@
     rows = indexRows();
   }
 
-  function showStatuses(present) {
+  // A Party counted present only through pages gone quiet shows "(reconnecting)": it stays counted
+  // for the grace period, then leaves at its last contact unless a page comes back.
+  function showStatuses(present, inGrace) {
+    const reconnecting = new Set(inGrace || []);
     for (const [code, li] of rows) {
       const status = present[code] || "absent";
-      if (li.dataset.status === status) continue;
-      li.dataset.status = status;
-      li.className = `st-${status}`;
+      const shownAs = reconnecting.has(code) ? `${status} grace` : status;
+      if (li.dataset.status === shownAs) continue;
+      li.dataset.status = shownAs;
+      li.className = reconnecting.has(code) ? `st-${status} grace` : `st-${status}`;
       li.querySelector(".status-icon").className = `status-icon st-${status}`;
-      li.querySelector(".party-state").textContent = STATUS_LABELS[status];
+      li.querySelector(".party-state").textContent =
+        STATUS_LABELS[status] + (reconnecting.has(code) ? " (reconnecting)" : "");
     }
     for (const section of $("groups").querySelectorAll(".group")) {
       const here = [...section.querySelectorAll("li[data-code]")].filter((li) => present[li.dataset.code]).length;
@@ -308,6 +313,7 @@
       $(`channel-${channel}`).textContent = s.participants_by_channel[channel];
     }
     $("credentials").textContent = s.credentials_accepted;
+    $("in-grace").textContent = (s.in_grace || []).length;
     for (const [key, flag, needed] of THRESHOLDS) showBar(key, s[flag], s[needed], s.parties_present);
     $("as-of").textContent = ` · as of ${secondsFormat.format(ms(s.as_of))}`;
 
@@ -323,7 +329,7 @@
       partiesKey = key;
       buildGroups();
     }
-    showStatuses(s.present);
+    showStatuses(s.present, s.in_grace);
     drawChart(s);
     signal(shown, s);
     shown = s;
