@@ -12,13 +12,13 @@ from flask.cli import AppGroup
 
 import db as database
 from db import get_db, utcnow
-from meetings import demo, services, stat_exports, statistics
+from meetings import demo, presence_cache, services, stat_exports, statistics
 from meetings.exports import ATTENDANCE_COLUMNS, csv_lines
 from meetings.models import Category, Meeting, MeetingSession
 
 db_cli = AppGroup("db", help="Database schema.")
 demo_cli = AppGroup("demo", help="Demonstration data.")
-meetings_cli = AppGroup("meetings", help="Meetings: exports.")
+meetings_cli = AppGroup("meetings", help="Meetings: exports and checks.")
 
 
 @db_cli.command("upgrade")
@@ -46,6 +46,61 @@ def export_attendance(session_id: int) -> None:
         raise click.ClickException(f"There is no session {session_id}.")
     for line in csv_lines(ATTENDANCE_COLUMNS, services.attendance_rows(get_db(), meeting_session)):
         sys.stdout.write(line)
+
+
+@meetings_cli.command("verify-attendance")
+@click.argument("meeting_code", required=False)
+@click.option("--session", "session_id", type=int, help="Only this session (its id).")
+@click.option("--rebuild", is_flag=True, help="Rewrite the presences of the sessions that differ from the log.")
+def verify_attendance(meeting_code: str | None, session_id: int | None, rebuild: bool) -> None:
+    """Compare who is inside (the presences table) with the attendance log, session by session.
+
+    The log is the record; the presences table is a cache of it, folded by the presence rule. Any
+    difference is listed, and the command fails; with --rebuild, the differing sessions' presences
+    are rewritten from the log. Rebuild when the sessions' check-ins are quiet: a check-in during
+    the rebuild of its session may be undone.
+    """
+    db = get_db()
+    if db.get_bind().dialect.name == "postgresql":
+        # One snapshot for the table and the log: a check-in committed between two reads is no difference.
+        db.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    query = sa.select(MeetingSession).order_by(MeetingSession.id)
+    if meeting_code is not None:
+        meeting = db.scalar(sa.select(Meeting).where(Meeting.code == meeting_code))
+        if meeting is None:
+            raise click.ClickException(f"There is no meeting {meeting_code}.")
+        query = query.where(MeetingSession.id.in_([s.id for s in services.sessions_of(db, meeting)]))
+    if session_id is not None:
+        query = query.where(MeetingSession.id == session_id)
+    sessions = list(db.scalars(query))
+    if not sessions:
+        raise click.ClickException("There is no such session.")
+    differing: list[MeetingSession] = []
+    for meeting_session in sessions:
+        found = presence_cache.differences(db, meeting_session)
+        name = f"Session {meeting_session.id} ({meeting_session.title})"
+        if not found:
+            click.echo(f"{name}: the presences agree with the log.")
+            continue
+        differing.append(meeting_session)
+        click.echo(f"{name}: {len(found)} difference(s) from the log:")
+        for difference in found:
+            click.echo(f"  {difference}")
+    db.rollback()
+    if not differing:
+        return
+    if not rebuild:
+        raise click.ClickException(
+            f"{len(differing)} session(s) differ from the log. Run again with --rebuild to rewrite them from the log."
+        )
+    for meeting_session in differing:
+        written = presence_cache.rebuild(db, meeting_session, utcnow())
+        db.commit()
+        click.echo(f"Session {meeting_session.id}: rebuilt from the log ({written} inside).")
+    for meeting_session in differing:
+        if presence_cache.differences(db, meeting_session):
+            raise click.ClickException(f"Session {meeting_session.id} still differs from the log after the rebuild.")
+    db.rollback()
 
 
 BINARY_FORMATS = ("zip", "xlsx", "pdf")
